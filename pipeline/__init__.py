@@ -1,0 +1,1 @@
+"""aamflow pipeline: CLI, configuration, orchestration, cluster and progress."""

@@ -1,0 +1,1 @@
+"""aamflow data contracts: manifest, feature store, adapter checkpoint."""
