@@ -1,0 +1,1 @@
+"""Feature store backends: one module per engine."""

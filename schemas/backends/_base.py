@@ -1,0 +1,91 @@
+"""The storage interface every backend implements, and the backend registry.
+
+The logical store (``aamflow.schemas.store``) sees only this interface. A backend stores
+root attributes, committed parts, and a staging area where one writer builds one part
+before an atomic rename commits it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._registry import Registry
+from ..layout import ArraySpec
+
+
+class PartWriter(Protocol):
+    """Builds one part in staging; nothing is visible until ``commit``."""
+
+    def append(self, name: str, rows: np.ndarray) -> None: ...
+
+    def commit(self, attrs: dict[str, Any]) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class PartReader(Protocol):
+    """A committed part: arrays by name (sliceable, with .shape/.dtype) and attributes."""
+
+    attrs: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any: ...
+
+    def names(self) -> list[str]: ...
+
+    def dask(self, name: str) -> Any: ...
+
+    def missing_chunks(self, name: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """One storage engine (zarr, hdf5)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+
+    def is_store(self, path: Path) -> bool: ...
+
+    def create(self, path: Path, attrs: dict[str, Any]) -> None: ...
+
+    def read_attrs(self, path: Path) -> dict[str, Any]: ...
+
+    def write_attrs(self, path: Path, attrs: dict[str, Any]) -> None: ...
+
+    def committed_parts(self, path: Path) -> list[str]: ...
+
+    def part_writer(
+        self, path: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+    ) -> PartWriter: ...
+
+    def open_part(self, path: Path, name: str) -> PartReader: ...
+
+    def delete_part(self, path: Path, name: str) -> None: ...
+
+    def finalize(self, path: Path, parts: list[str]) -> None: ...
+
+
+BACKENDS: Registry = Registry("store backend")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file via a temporary name and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def chunk_rows(spec: ArraySpec, tail: tuple[int, ...], target_bytes: int = 4 << 20) -> int:
+    """Rows per chunk: about 4 MiB of row data, at least 1024 rows for narrow columns."""
+    itemsize = 8 if spec.dtype == "str" else np.dtype(spec.dtype).itemsize
+    row_bytes = itemsize * int(np.prod(tail, dtype=np.int64)) if tail else itemsize
+    return int(max(1024, min(1 << 20, target_bytes // max(row_bytes, 1))))

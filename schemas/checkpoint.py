@@ -1,0 +1,173 @@
+"""The adapter checkpoint contract: safetensors weights plus a metadata JSON.
+
+Layout of a checkpoint directory::
+
+    adapter/
+      model.safetensors     the AAM state dict (tensors only: nothing to unpickle)
+      adapter.json          metadata: arch + hparams, input dim, encoder identity,
+                            training store UUID, loss weights, metrics, weights digest
+      heads.safetensors     optional: co-trained task heads
+
+Loading never unpickles: safetensors holds raw tensors, and a ``.pt`` state dict is read
+only with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+CHECKPOINT_SCHEMA = "aamflow.adapter"
+CHECKPOINT_VERSION = 1
+WEIGHTS = "model.safetensors"
+METADATA = "adapter.json"
+HEADS = "heads.safetensors"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterMetadata:
+    """What an adapter was trained for and how; ``anonymize`` checks it against the store."""
+
+    arch: str
+    hparams: dict[str, Any]
+    input_dim: int
+    encoder: dict[str, Any]
+    train_store_uuid: str
+    loss_weights: dict[str, float]
+    tasks: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    batch_dependent: bool = False
+    epochs: int = 0
+    seed: int = 0
+    weights_digest: str = ""
+    schema: str = CHECKPOINT_SCHEMA
+    version: int = CHECKPOINT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: Path | str = "adapter.json") -> AdapterMetadata:
+        if d.get("schema") != CHECKPOINT_SCHEMA:
+            raise CheckpointError(f"{source}: not an aamflow adapter (schema {d.get('schema')!r})")
+        known = set(cls.__dataclass_fields__)
+        missing = [k for k in ("arch", "hparams", "input_dim", "encoder", "train_store_uuid", "loss_weights") if k not in d]
+        if missing:
+            raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def tensors_digest(tensors: dict[str, Any]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: identifies the weights of an adapter."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "sha256:" + h.hexdigest()
+
+
+def save_checkpoint(
+    directory: str | Path,
+    state_dict: dict[str, Any],
+    meta: AdapterMetadata,
+    heads: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically (temporary directory, then rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    digest = tensors_digest(tensors)
+    meta_dict = {**meta.to_dict(), "weights_digest": digest}
+    save_file(tensors, str(tmp / WEIGHTS))
+    if heads:
+        save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, str(tmp / HEADS))
+    (tmp / METADATA).write_text(json.dumps(meta_dict, indent=2, sort_keys=True))
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return out
+
+
+def _load_tensors(path: Path) -> dict[str, Any]:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: damaged weights file ({e})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses pickled code: report, never execute
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load (not a plain tensor state dict): {first}") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], AdapterMetadata, dict[str, Any]]:
+    """Load (state dict, metadata, heads) from a checkpoint directory.
+
+    Raises CheckpointError for a missing, damaged or unsafe checkpoint, or one whose
+    weights do not match the digest in its metadata.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no adapter checkpoint here (expected a directory with {METADATA})")
+    meta_file = p / METADATA
+    if not meta_file.is_file():
+        raise CheckpointError(f"{p}: missing {METADATA}")
+    try:
+        meta_raw = json.loads(meta_file.read_text())
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{meta_file}: invalid JSON ({e})") from None
+    if not isinstance(meta_raw, dict):
+        raise CheckpointError(f"{meta_file}: expected a JSON object")
+    meta = AdapterMetadata.from_dict(meta_raw, meta_file)
+    weights = p / WEIGHTS
+    if not weights.is_file():
+        legacy = p / "model.pt"
+        if not legacy.is_file():
+            raise CheckpointError(f"{p}: missing {WEIGHTS}")
+        weights = legacy
+    state = _load_tensors(weights)
+    if meta.weights_digest and tensors_digest(state) != meta.weights_digest:
+        raise CheckpointError(f"{weights}: weights do not match the digest in {METADATA}")
+    heads = _load_tensors(p / HEADS) if (p / HEADS).is_file() else {}
+    return state, meta, heads
+
+
+def check_compatible(meta: AdapterMetadata, encoder: dict[str, Any], dim: int, source: str) -> None:
+    """Refuse an adapter trained for another encoder or feature dimension."""
+    if int(meta.input_dim) != int(dim):
+        raise CheckpointError(f"{source}: adapter expects {meta.input_dim}-d features, store has {dim}-d")
+    for key in ("name", "weights_digest"):
+        want, have = meta.encoder.get(key), encoder.get(key)
+        if want != have:
+            raise CheckpointError(
+                f"{source}: adapter was trained for encoder {key} {want!r}, store has {have!r}"
+            )

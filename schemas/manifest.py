@@ -1,0 +1,509 @@
+"""The manifest contract: ``data_manifest.yaml`` and the video lists it references.
+
+A manifest names the videos (inline, or in JSONL/CSV files beside it), their labels, the
+label spaces and the clip sampling. ``load_manifest`` validates everything and raises a
+one-line :class:`ManifestError` naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError
+
+SCHEMA = "aamflow.manifest/1"
+SPLITS = ("train", "val", "test")
+TASKS = ("ar", "tad", "ad")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How clips are cut from videos (see README, "Clip sampling")."""
+
+    clip_len: int = 16
+    frame_stride: int = 1
+    clip_stride: int = 16
+    dense_stride: int = 4
+    static_per_video: int = 10
+    input_size: int = 112
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelSpaces:
+    """Class lists; a label's integer code is its index in the list."""
+
+    actions: tuple[str, ...] = ()
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    temporal_attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+
+    def all_attributes(self) -> dict[str, tuple[str, ...]]:
+        return {**self.attributes, **self.temporal_attributes}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actions": list(self.actions),
+            "attributes": {k: list(v) for k, v in self.attributes.items()},
+            "temporal_attributes": {k: list(v) for k, v in self.temporal_attributes.items()},
+            "groups": list(self.groups),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LabelSpaces:
+        return cls(
+            actions=tuple(d.get("actions", ())),
+            attributes={k: tuple(v) for k, v in d.get("attributes", {}).items()},
+            temporal_attributes={k: tuple(v) for k, v in d.get("temporal_attributes", {}).items()},
+            groups=tuple(d.get("groups", ())),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    """A time interval in seconds, with a class name for TAD segments."""
+
+    start: float
+    end: float
+    label: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoEntry:
+    """One video and its labels."""
+
+    id: str
+    path: str
+    split: str
+    task: str = "ar"
+    subset: str = "main"
+    fps: float | None = None
+    num_frames: int | None = None
+    duration: float | None = None
+    action: str | None = None
+    segments: tuple[Segment, ...] = ()
+    anomaly: int | None = None
+    anomaly_segments: tuple[Segment, ...] = ()
+    attributes: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
+
+    def abspath(self, manifest: Manifest) -> Path:
+        return manifest.root / self.path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """A validated manifest."""
+
+    path: Path
+    root: Path
+    name: str
+    sampling: Sampling
+    label_spaces: LabelSpaces
+    videos: tuple[VideoEntry, ...]
+    digest: str
+
+    def video_ids(self) -> list[str]:
+        return [v.id for v in self.videos]
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+class _Where:
+    """Formats error locations: ``file: entry 'id' (line N): field: problem``."""
+
+    def __init__(self, file: Path, entry: str | None = None) -> None:
+        self.file = file
+        self.entry = entry
+
+    def fail(self, fld: str, problem: str) -> ManifestError:
+        at = f"{self.file}"
+        if self.entry:
+            at += f": {self.entry}"
+        return ManifestError(f"{at}: field '{fld}': {problem}")
+
+
+def _need_type(where: _Where, fld: str, value: Any, types: tuple[type, ...], what: str) -> Any:
+    # bool is an int subclass; a YAML `yes` must not pass as a number
+    if isinstance(value, bool) and bool not in types:
+        raise where.fail(fld, f"expected {what}, got {value!r}")
+    if not isinstance(value, types):
+        raise where.fail(fld, f"expected {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _str_list(where: _Where, fld: str, value: Any) -> tuple[str, ...]:
+    _need_type(where, fld, value, (list,), "a list of names")
+    out = []
+    for item in value:
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            raise where.fail(fld, f"expected names, got {item!r}")
+        out.append(str(item))
+    if len(set(out)) != len(out):
+        raise where.fail(fld, "names must be unique")
+    return tuple(out)
+
+
+def _parse_sampling(where: _Where, raw: Any) -> Sampling:
+    if raw is None:
+        return Sampling()
+    _need_type(where, "sampling", raw, (dict,), "a mapping")
+    known = set(Sampling.__dataclass_fields__)
+    values: dict[str, int] = {}
+    for key, val in raw.items():
+        if key not in known:
+            raise where.fail(f"sampling.{key}", f"unknown field; valid: {', '.join(sorted(known))}")
+        _need_type(where, f"sampling.{key}", val, (int,), "a positive integer")
+        if val <= 0:
+            raise where.fail(f"sampling.{key}", f"must be > 0, got {val}")
+        values[key] = val
+    return Sampling(**values)
+
+
+def _parse_label_spaces(where: _Where, raw: Any) -> LabelSpaces:
+    if raw is None:
+        return LabelSpaces()
+    _need_type(where, "label_spaces", raw, (dict,), "a mapping")
+    known = {"actions", "attributes", "temporal_attributes", "groups"}
+    for key in raw:
+        if key not in known:
+            raise where.fail(
+                f"label_spaces.{key}", f"unknown field; valid: {', '.join(sorted(known))}"
+            )
+    spaces: dict[str, dict[str, tuple[str, ...]]] = {}
+    for kind in ("attributes", "temporal_attributes"):
+        block = raw.get(kind) or {}
+        _need_type(where, f"label_spaces.{kind}", block, (dict,), "a mapping of name -> values")
+        spaces[kind] = {
+            str(k): _str_list(where, f"label_spaces.{kind}.{k}", v) for k, v in block.items()
+        }
+    clash = set(spaces["attributes"]) & set(spaces["temporal_attributes"])
+    if clash:
+        raise where.fail("label_spaces", f"attribute declared twice: {sorted(clash)}")
+    return LabelSpaces(
+        actions=_str_list(where, "label_spaces.actions", raw.get("actions") or []),
+        attributes=spaces["attributes"],
+        temporal_attributes=spaces["temporal_attributes"],
+        groups=_str_list(where, "label_spaces.groups", raw.get("groups") or []),
+    )
+
+
+def _number(where: _Where, fld: str, value: Any, *, positive: bool = False) -> float:
+    _need_type(where, fld, value, (int, float), "a number")
+    if not math.isfinite(value) or (positive and value <= 0) or value < 0:
+        raise where.fail(
+            fld, f"must be a {'positive' if positive else 'non-negative'} number, got {value!r}"
+        )
+    return float(value)
+
+
+def _parse_segments(
+    where: _Where, fld: str, raw: Any, duration: float | None, labels: tuple[str, ...] | None
+) -> tuple[Segment, ...]:
+    if raw is None:
+        return ()
+    _need_type(where, fld, raw, (list,), "a list of {start, end} mappings")
+    out = []
+    for i, seg in enumerate(raw):
+        f = f"{fld}[{i}]"
+        _need_type(where, f, seg, (dict,), "a mapping with start and end")
+        for key in seg:
+            if key not in ("start", "end", "label"):
+                raise where.fail(f"{f}.{key}", "unknown field; valid: end, label, start")
+        if "start" not in seg or "end" not in seg:
+            raise where.fail(f, "needs both 'start' and 'end' (seconds)")
+        start = _number(where, f"{f}.start", seg["start"])
+        end = _number(where, f"{f}.end", seg["end"])
+        if end <= start:
+            raise where.fail(f, f"end {end} must be after start {start}")
+        if duration is not None and end > duration + 1e-6:
+            raise where.fail(
+                f, f"segment [{start}, {end}] lies outside [0, {duration}] (video duration)"
+            )
+        label = seg.get("label")
+        if labels is not None:
+            if label is None:
+                raise where.fail(f"{f}.label", "a TAD segment needs a label")
+            if str(label) not in labels:
+                raise where.fail(
+                    f"{f}.label", f"unknown action {label!r}; valid: {', '.join(labels)}"
+                )
+        out.append(Segment(start=start, end=end, label=None if label is None else str(label)))
+    return tuple(out)
+
+
+_VIDEO_FIELDS = {
+    "id",
+    "path",
+    "split",
+    "task",
+    "subset",
+    "fps",
+    "num_frames",
+    "duration",
+    "action",
+    "segments",
+    "anomaly",
+    "anomaly_segments",
+    "attributes",
+    "group",
+}
+
+
+def _safe_relpath(where: _Where, root: Path, path: str) -> str:
+    """Refuse absolute paths, ``..`` and symlinks that lead outside the root."""
+    p = Path(path)
+    if p.is_absolute() or path.startswith(("/", "\\")) or (os.name == "nt" and p.drive):
+        raise where.fail("path", f"{path!r} is absolute; paths must be relative to the root {root}")
+    if ".." in p.parts:
+        raise where.fail("path", f"{path!r} escapes the root {root}")
+    resolved = (root / p).resolve()
+    try:
+        resolved.relative_to(root.resolve())
+    except ValueError:
+        raise where.fail("path", f"{path!r} resolves outside the root {root} (symlink?)") from None
+    return p.as_posix()
+
+
+def _parse_video(where: _Where, raw: Any, root: Path, spaces: LabelSpaces) -> VideoEntry:
+    _need_type(where, "video", raw, (dict,), "a mapping")
+    for key in raw:
+        if key not in _VIDEO_FIELDS:
+            raise where.fail(str(key), f"unknown field; valid: {', '.join(sorted(_VIDEO_FIELDS))}")
+    for key in ("id", "path", "split"):
+        if key not in raw or raw[key] in (None, ""):
+            raise where.fail(key, "is required")
+    vid = str(_need_type(where, "id", raw["id"], (str, int), "a string"))
+    path = _safe_relpath(
+        where, root, str(_need_type(where, "path", raw["path"], (str,), "a string"))
+    )
+    split = raw["split"]
+    if split not in SPLITS:
+        raise where.fail("split", f"{split!r} is not one of {', '.join(SPLITS)}")
+    task = raw.get("task", "ar")
+    if task not in TASKS:
+        raise where.fail("task", f"{task!r} is not one of {', '.join(TASKS)}")
+    subset = str(_need_type(where, "subset", raw.get("subset", "main"), (str,), "a string"))
+    fps = None if raw.get("fps") is None else _number(where, "fps", raw["fps"], positive=True)
+    num_frames = raw.get("num_frames")
+    if num_frames is not None:
+        _need_type(where, "num_frames", num_frames, (int,), "an integer")
+        if num_frames <= 0:
+            raise where.fail("num_frames", f"must be > 0, got {num_frames}")
+    duration = raw.get("duration")
+    if duration is not None:
+        duration = _number(where, "duration", duration, positive=True)
+    elif fps is not None and num_frames is not None:
+        duration = num_frames / fps
+    action = raw.get("action")
+    if action is not None:
+        action = str(action)
+        if action not in spaces.actions:
+            raise where.fail(
+                "action",
+                f"unknown action {action!r}; valid: {', '.join(spaces.actions) or '(none declared)'}",
+            )
+    segments = _parse_segments(where, "segments", raw.get("segments"), duration, spaces.actions)
+    anomaly = raw.get("anomaly")
+    if anomaly is not None and (isinstance(anomaly, bool) or anomaly not in (0, 1)):
+        raise where.fail("anomaly", f"must be 0 or 1, got {anomaly!r}")
+    anomaly_segments = _parse_segments(
+        where, "anomaly_segments", raw.get("anomaly_segments"), duration, None
+    )
+    if anomaly_segments and anomaly == 0:
+        raise where.fail(
+            "anomaly_segments", "a normal video (anomaly: 0) cannot have anomaly segments"
+        )
+    attributes_raw = raw.get("attributes") or {}
+    _need_type(where, "attributes", attributes_raw, (dict,), "a mapping of attribute -> value")
+    attributes: dict[str, str] = {}
+    declared = spaces.all_attributes()
+    for name, value in attributes_raw.items():
+        if name not in declared:
+            raise where.fail(
+                f"attributes.{name}",
+                f"unknown attribute; valid: {', '.join(declared) or '(none declared)'}",
+            )
+        if str(value) not in declared[name]:
+            raise where.fail(
+                f"attributes.{name}", f"unknown value {value!r}; valid: {', '.join(declared[name])}"
+            )
+        attributes[str(name)] = str(value)
+    group = raw.get("group")
+    if group is not None:
+        group = str(group)
+        if group not in spaces.groups:
+            raise where.fail(
+                "group",
+                f"unknown group {group!r}; valid: {', '.join(spaces.groups) or '(none declared)'}",
+            )
+    return VideoEntry(
+        id=vid,
+        path=path,
+        split=split,
+        task=task,
+        subset=subset,
+        fps=fps,
+        num_frames=num_frames,
+        duration=duration,
+        action=action,
+        segments=segments,
+        anomaly=anomaly,
+        anomaly_segments=anomaly_segments,
+        attributes=attributes,
+        group=group,
+    )
+
+
+def _read_list(file: Path) -> Iterator[tuple[str, Any]]:
+    """Yield (location, raw entry) from a JSONL or CSV video list."""
+    if not file.is_file():
+        raise ManifestError(f"{file}: video list not found")
+    suffix = file.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        with file.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield f"line {lineno}", json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ManifestError(f"{file}: line {lineno}: invalid JSON: {e.msg}") from None
+    elif suffix == ".csv":
+        # CSV cells are strings; JSON-typed columns (segments, attributes) hold JSON text
+        with file.open(encoding="utf-8", newline="") as fh:
+            for lineno, row in enumerate(csv.DictReader(fh), 2):
+                yield f"line {lineno}", _coerce_csv_row(file, lineno, row)
+    else:
+        raise ManifestError(
+            f"{file}: video list must be .jsonl or .csv, got {suffix or 'no suffix'!r}"
+        )
+
+
+def _coerce_csv_row(file: Path, lineno: int, row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, cell in row.items():
+        if cell is None or cell == "":
+            continue
+        if key in ("segments", "anomaly_segments", "attributes"):
+            try:
+                out[key] = json.loads(cell)
+            except json.JSONDecodeError:
+                raise ManifestError(
+                    f"{file}: line {lineno}: field '{key}': expected JSON text"
+                ) from None
+        elif key in ("num_frames", "anomaly"):
+            try:
+                out[key] = int(cell)
+            except ValueError:
+                raise ManifestError(
+                    f"{file}: line {lineno}: field '{key}': expected an integer, got {cell!r}"
+                ) from None
+        elif key in ("fps", "duration"):
+            try:
+                out[key] = float(cell)
+            except ValueError:
+                raise ManifestError(
+                    f"{file}: line {lineno}: field '{key}': expected a number, got {cell!r}"
+                ) from None
+        else:
+            out[key] = cell
+    return out
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Load and validate a manifest.
+
+    Parameters
+    ----------
+    path
+        The ``data_manifest.yaml`` file.
+
+    Raises
+    ------
+    ManifestError
+        One line naming the file, the entry (id or line) and the field.
+    """
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ManifestError(f"{file}: manifest not found")
+    h = hashlib.sha256()
+    text = file.read_bytes()
+    h.update(text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f": line {mark.line + 1}" if mark is not None else ""
+        raise ManifestError(f"{file}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    top = _Where(file)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{file}: expected a YAML mapping at the top level")
+    known = {"schema", "name", "root", "sampling", "label_spaces", "videos", "video_lists"}
+    for key in raw:
+        if key not in known:
+            raise top.fail(str(key), f"unknown field; valid: {', '.join(sorted(known))}")
+    schema = raw.get("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise top.fail("schema", f"unsupported schema {schema!r}; expected {SCHEMA!r}")
+    root_raw = raw.get("root", ".")
+    _need_type(top, "root", root_raw, (str,), "a folder path")
+    root = (file.parent / root_raw).resolve()
+    sampling = _parse_sampling(top, raw.get("sampling"))
+    spaces = _parse_label_spaces(top, raw.get("label_spaces"))
+
+    sources: list[tuple[Path, str, Any]] = []
+    inline = raw.get("videos") or []
+    _need_type(top, "videos", inline, (list,), "a list of videos")
+    for i, entry in enumerate(inline):
+        sources.append((file, f"videos[{i}]", entry))
+    lists = raw.get("video_lists") or []
+    if isinstance(lists, str):
+        lists = [lists]
+    _need_type(top, "video_lists", lists, (list,), "a list of JSONL/CSV files")
+    for name in lists:
+        list_file = file.parent / str(name)
+        h.update(list_file.name.encode())
+        if list_file.is_file():
+            h.update(list_file.read_bytes())
+        for loc, entry in _read_list(list_file):
+            sources.append((list_file, loc, entry))
+    if not sources:
+        raise top.fail("videos", "the manifest lists no videos")
+
+    videos: list[VideoEntry] = []
+    seen: dict[str, str] = {}
+    for src, loc, entry in sources:
+        label = loc
+        if isinstance(entry, dict) and "id" in entry:
+            label = f"{loc} (id {entry['id']!r})"
+        video = _parse_video(_Where(src, label), entry, root, spaces)
+        if video.id in seen:
+            raise _Where(src, label).fail(
+                "id", f"duplicate id {video.id!r} (first at {seen[video.id]})"
+            )
+        seen[video.id] = f"{src.name} {loc}"
+        videos.append(video)
+    name = str(raw.get("name") or file.parent.name)
+    return Manifest(
+        path=file,
+        root=root,
+        name=name,
+        sampling=sampling,
+        label_spaces=spaces,
+        videos=tuple(videos),
+        digest="sha256:" + h.hexdigest(),
+    )

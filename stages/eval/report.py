@@ -1,0 +1,467 @@
+"""The evaluation report: one nested dict written as JSON, Markdown and PNG plots.
+
+All figures are fractions in [0, 1] in the dict and the JSON; Markdown and the terminal table show
+them as percentages. Missing values are ``None`` (NaN is written as ``null``). Any section, and any
+task inside ``utility``, may be absent when the store has no labels for it. ``reference`` entries
+hold the same figures measured on the reference (raw) store, or ``None`` when there is none.
+
+The report dict::
+
+    {
+      "schema": "aamflow.eval_report/1",
+      "stores": {
+        "store":     {"path": str, "uuid": str, "label": "anonymized", ...},  # store under test
+        "reference": {"path": str, "uuid": str, "label": "raw", ...} | None,
+      },
+      "seeds": {"attack": int, ...},                 # every seed used, free keys
+      "privacy": {
+        "<attribute>": {                             # e.g. "skin_tone"
+          "source": "static" | "clips",              # which features the attackers read
+          "values": [str, ...],                      # optional: the attribute's class names
+          "chance": float,                           # majority-class accuracy on the test split
+          "chance_cmap": float,                      # cMAP of an input-blind scorer
+          "attackers": {
+            "<attacker>": {"accuracy": float, "macro_f1": float, "cmap": float,
+                           "chance_cmap": float},
+            ...
+          },
+          "strongest": "<attacker>",                 # highest cMAP above chance
+          "reference": {"chance", "chance_cmap", "attackers", "strongest"} | None,
+          "reduction": float | None,                 # leakage_reduction of strongest cMAPs
+        },
+      },
+      "utility": {
+        "ar":  {"top1": float, "reference": {"top1": float} | None},
+        "tad": {"map": {"0.3": float, ..., "0.7": float}, "avg": float,
+                "reference": {"map": {...}, "avg": float} | None},
+        "ad":  {"auc": float, "reference": {"auc": float} | None},
+      },
+      "bias": {
+        "per_group": {"<group>": float, ...},        # AR top-1 per group
+        "gap": float,                                # max - min over groups
+        "reference": {"per_group": {...}, "gap": float} | None,
+      },
+    }
+
+:func:`privacy_entry` builds one ``privacy`` entry from :func:`~.attackers.attack` results, and
+:func:`write_report` writes ``report.json``, ``report.md``, ``tradeoff.png`` and ``leakage.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import leakage_reduction
+
+__all__ = [
+    "REPORT_SCHEMA",
+    "format_summary_table",
+    "privacy_entry",
+    "strongest_leakage",
+    "to_jsonable",
+    "write_report",
+]
+
+REPORT_SCHEMA = "aamflow.eval_report/1"
+
+# Utility figures plotted and tabulated: (task, label, getter of the headline number).
+_UTILITY = (
+    ("ar", "AR top-1", lambda d: d.get("top1")),
+    ("tad", "TAD avg mAP", lambda d: d.get("avg")),
+    ("ad", "AD AUC", lambda d: d.get("auc")),
+)
+
+
+# --------------------------------------------------------------------------------- building
+
+
+def strongest_leakage(result: Mapping[str, Any] | None) -> float | None:
+    """cMAP above chance of the strongest attacker in one attack result (None if unknown)."""
+    if not result or not result.get("attackers"):
+        return None
+    best = result["attackers"].get(result.get("strongest"))
+    if best is None:
+        return None
+    return _num(best.get("cmap")) - _num(best.get("chance_cmap", result.get("chance_cmap")))
+
+
+def privacy_entry(
+    source: str,
+    result: Mapping[str, Any],
+    reference: Mapping[str, Any] | None = None,
+    values: list[str] | None = None,
+) -> dict[str, Any]:
+    """One ``privacy[<attribute>]`` entry from :func:`attack` outputs on the store and reference.
+
+    ``reduction`` compares the strongest attacker's cMAP on each store (each store's own
+    strongest), so it measures the worst case the anonymization leaves.
+    """
+    keep = ("chance", "chance_cmap", "attackers", "strongest")
+    entry: dict[str, Any] = {"source": source}
+    if values is not None:
+        entry["values"] = list(values)
+    entry.update({k: result[k] for k in keep})
+    entry["reference"] = None if reference is None else {k: reference[k] for k in keep}
+    entry["reduction"] = None
+    if reference is not None:
+        raw = reference["attackers"][reference["strongest"]]["cmap"]
+        anon = result["attackers"][result["strongest"]]["cmap"]
+        entry["reduction"] = leakage_reduction(raw, anon, reference["chance_cmap"])
+    return entry
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain-JSON copy of a report: numpy to Python, NaN/inf to None, Paths to str."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# --------------------------------------------------------------------------------- formatting
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _pct(x: Any, signed: bool = False) -> str:
+    v = _num(x)
+    if not math.isfinite(v):
+        return "–"
+    return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
+
+
+def _ratio(x: Any) -> str:
+    v = _num(x)
+    return f"{100 * v:.0f}%" if math.isfinite(v) else "–"
+
+
+def _store_names(report: Mapping[str, Any]) -> tuple[str, str]:
+    stores = report.get("stores") or {}
+    ref = stores.get("reference")
+    name = (stores.get("store") or {}).get("label") or ("anonymized" if ref else "store")
+    ref_name = (ref or {}).get("label") or "raw"
+    return name, ref_name
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines + [""]
+
+
+def _privacy_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str]:
+    privacy = report.get("privacy") or {}
+    if not privacy:
+        return []
+    has_ref = any(e.get("reference") for e in privacy.values())
+    out = [
+        "## Privacy leakage",
+        "",
+        "Attackers trained on the store's training videos and scored "
+        "on held-out videos. Lower is better; chance is what a blind guess reaches.",
+        "",
+    ]
+    header = [
+        "attribute",
+        "source",
+        "attacker",
+        "accuracy",
+        "chance acc.",
+        "macro F1",
+        "cMAP",
+        "chance cMAP",
+    ]
+    if has_ref:
+        header += [f"{ref_name} accuracy", f"{ref_name} cMAP"]
+    rows = []
+    for attr, e in privacy.items():
+        ref = e.get("reference") or {}
+        for att, m in e.get("attackers", {}).items():
+            mark = " (strongest)" if att == e.get("strongest") else ""
+            row = [
+                attr,
+                str(e.get("source", "")),
+                att + mark,
+                _pct(m.get("accuracy")),
+                _pct(e.get("chance")),
+                _pct(m.get("macro_f1")),
+                _pct(m.get("cmap")),
+                _pct(m.get("chance_cmap", e.get("chance_cmap"))),
+            ]
+            if has_ref:
+                rm = (ref.get("attackers") or {}).get(att) or {}
+                row += [_pct(rm.get("accuracy")), _pct(rm.get("cmap"))]
+            rows.append(row)
+    out += _md_table(header, rows)
+
+    out += ["### Strongest attacker per attribute", ""]
+    header = ["attribute", f"{name} strongest", f"{name} cMAP above chance"]
+    if has_ref:
+        header += [f"{ref_name} strongest", f"{ref_name} cMAP above chance", "leakage reduction"]
+    rows = []
+    for attr, e in privacy.items():
+        row = [attr, str(e.get("strongest")), _pct(strongest_leakage(e), signed=True)]
+        if has_ref:
+            ref = e.get("reference")
+            row += [
+                str((ref or {}).get("strongest", "–")),
+                _pct(strongest_leakage(ref), signed=True),
+                _ratio(e.get("reduction")),
+            ]
+        rows.append(row)
+    return out + _md_table(header, rows)
+
+
+def _utility_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str]:
+    utility = report.get("utility") or {}
+    if not utility:
+        return []
+    has_ref = any((v or {}).get("reference") for v in utility.values())
+    out = ["## Utility", ""]
+    header = ["task", "metric", name] + ([ref_name, "change (points)"] if has_ref else [])
+    rows: list[list[str]] = []
+
+    def add(task: str, metric: str, value: Any, ref_value: Any) -> None:
+        row = [task, metric, _pct(value)]
+        if has_ref:
+            row += [_pct(ref_value), _pct(_num(value) - _num(ref_value), signed=True)]
+        rows.append(row)
+
+    if utility.get("ar"):
+        ar = utility["ar"]
+        add("AR", "top-1", ar.get("top1"), (ar.get("reference") or {}).get("top1"))
+    if utility.get("tad"):
+        tad, ref = utility["tad"], utility["tad"].get("reference") or {}
+        for t, v in (tad.get("map") or {}).items():
+            add("TAD", f"mAP@{t}", v, (ref.get("map") or {}).get(t))
+        add("TAD", "avg mAP", tad.get("avg"), ref.get("avg"))
+    if utility.get("ad"):
+        ad = utility["ad"]
+        add("AD", "frame AUC", ad.get("auc"), (ad.get("reference") or {}).get("auc"))
+    return out + _md_table(header, rows)
+
+
+def _bias_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str]:
+    bias = report.get("bias") or {}
+    if not bias:
+        return []
+    ref = bias.get("reference") or {}
+    out = ["## Bias", "", "Action top-1 per group on the bias split; the gap is max − min.", ""]
+    header = ["group", name] + ([ref_name] if ref else [])
+    rows = [
+        [g, _pct(v)] + ([_pct((ref.get("per_group") or {}).get(g))] if ref else [])
+        for g, v in (bias.get("per_group") or {}).items()
+    ]
+    rows.append(["**gap**", _pct(bias.get("gap"))] + ([_pct(ref.get("gap"))] if ref else []))
+    return out + _md_table(header, rows)
+
+
+def _render_md(report: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
+    name, ref_name = _store_names(report)
+    stores = report.get("stores") or {}
+    out = ["# aamflow evaluation report", "", "All figures in percent.", ""]
+    for role in ("store", "reference"):
+        s = stores.get(role)
+        if s:
+            desc = ", ".join(f"{k}: `{v}`" for k, v in s.items())
+            out.append(f"- {role}: {desc}")
+    if report.get("seeds"):
+        out.append("- seeds: " + ", ".join(f"{k}={v}" for k, v in report["seeds"].items()))
+    out.append("")
+    out += _privacy_md(report, name, ref_name)
+    out += _utility_md(report, name, ref_name)
+    out += _bias_md(report, name, ref_name)
+    if plots:
+        out += ["## Plots", ""]
+        out += [f"![{key}]({path.name})" for key, path in plots.items()] + [""]
+    return "\n".join(out)
+
+
+def format_summary_table(report: Mapping[str, Any]) -> str:
+    """A short fixed-width summary for the terminal: leakage, utility and bias, in percent."""
+    name, ref_name = _store_names(report)
+    has_ref = bool((report.get("stores") or {}).get("reference"))
+    cols = [name] + ([ref_name, "change"] if has_ref else [])
+    rows: list[list[str]] = []
+    for attr, e in (report.get("privacy") or {}).items():
+        anon, raw = strongest_leakage(e), strongest_leakage(e.get("reference"))
+        row = [f"leak {attr} ({e.get('strongest')})", _pct(anon, signed=True)]
+        if has_ref:
+            row += [_pct(raw, signed=True), f"reduction {_ratio(e.get('reduction'))}"]
+        rows.append(row)
+    for task, label, get in _UTILITY:
+        d = (report.get("utility") or {}).get(task)
+        if d:
+            v, r = get(d), get(d.get("reference") or {})
+            row = [label, _pct(v)]
+            if has_ref:
+                row += [_pct(r), _pct(_num(v) - _num(r), signed=True)]
+            rows.append(row)
+    bias = report.get("bias")
+    if bias:
+        row = ["bias gap", _pct(bias.get("gap"))]
+        if has_ref:
+            r = (bias.get("reference") or {}).get("gap")
+            row += [_pct(r), _pct(_num(bias.get("gap")) - _num(r), signed=True)]
+        rows.append(row)
+    table = [["figure (%)"] + cols] + [r + [""] * (len(cols) + 1 - len(r)) for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in table
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- plots
+
+
+def _mean_leakage(report: Mapping[str, Any], reference: bool) -> float | None:
+    vals = []
+    for e in (report.get("privacy") or {}).values():
+        v = strongest_leakage(e.get("reference") if reference else e)
+        if v is not None and math.isfinite(v):
+            vals.append(v)
+    return float(np.mean(vals)) if vals else None
+
+
+def _plot_tradeoff(report: Mapping[str, Any], path: Path) -> bool:
+    from matplotlib.figure import Figure  # Figure renders through Agg; no pyplot state
+
+    name, ref_name = _store_names(report)
+    x_anon, x_raw = _mean_leakage(report, False), _mean_leakage(report, True)
+    utility = report.get("utility") or {}
+    series = [
+        (label, get(utility[t]), get(utility[t].get("reference") or {}))
+        for t, label, get in _UTILITY
+        if utility.get(t)
+    ]
+    series = [s for s in series if s[1] is not None]
+    if x_anon is None or not series:
+        return False
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (label, y_anon, y_raw) in enumerate(series):
+        color = f"C{i}"
+        ax.scatter(
+            [100 * x_anon], [100 * y_anon], color=color, marker="o", s=60, label=f"{label} ({name})"
+        )
+        if x_raw is not None and y_raw is not None:
+            ax.scatter(
+                [100 * x_raw],
+                [100 * y_raw],
+                facecolors="none",
+                edgecolors=color,
+                marker="s",
+                s=60,
+                label=f"{label} ({ref_name})",
+            )
+            ax.annotate(
+                "",
+                xy=(100 * x_anon, 100 * y_anon),
+                xytext=(100 * x_raw, 100 * y_raw),
+                arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.6},
+            )
+    ax.axvline(0.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(
+        "privacy leakage: strongest attacker cMAP above chance (points, mean over attributes)",
+        fontsize=8,
+    )
+    ax.set_ylabel("utility (%)")
+    ax.set_title("Privacy–utility trade-off (left = more private, up = more useful)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def _strongest_cmap(result: Mapping[str, Any] | None) -> float:
+    result = result or {}
+    return _num(((result.get("attackers") or {}).get(result.get("strongest")) or {}).get("cmap"))
+
+
+def _plot_leakage(report: Mapping[str, Any], path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    name, ref_name = _store_names(report)
+    privacy = report.get("privacy") or {}
+    if not privacy:
+        return False
+    attrs = list(privacy)
+    anon = [100 * _strongest_cmap(privacy[a]) for a in attrs]
+    raw = [100 * _strongest_cmap(privacy[a].get("reference")) for a in attrs]
+    chance = [100 * _num(privacy[a].get("chance_cmap")) for a in attrs]
+    has_ref = any(math.isfinite(v) for v in raw)
+    x = np.arange(len(attrs))
+    width = 0.38 if has_ref else 0.6
+    fig = Figure(figsize=(max(5.0, 1.2 * len(attrs) + 2), 4), layout="constrained")
+    ax = fig.add_subplot()
+    if has_ref:
+        ax.bar(x - width / 2, raw, width, label=ref_name, color="C3")
+        ax.bar(x + width / 2, anon, width, label=name, color="C0")
+    else:
+        ax.bar(x, anon, width, label=name, color="C0")
+    ax.hlines(chance, x - 0.45, x + 0.45, colors="k", linestyles="--", label="chance cMAP")
+    ax.set_xticks(x, attrs, rotation=20 if len(attrs) > 4 else 0)
+    ax.set_ylabel("strongest attacker cMAP (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Private-attribute leakage per attribute", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    return True
+
+
+# ------------------------------------------------------------------------------------- write
+
+
+def _write_text(path: Path, text: str) -> None:
+    # Write then rename, so a reader never sees half a report.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(report: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and the PNG plots into ``out_dir``.
+
+    Plots whose inputs are missing (no privacy or no utility figures) are skipped.
+
+    Returns
+    -------
+    dict
+        ``{"json": Path, "md": Path, "tradeoff": Path, "leakage": Path}``, plots only when drawn.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = to_jsonable({"schema": REPORT_SCHEMA, **report})
+    plots: dict[str, Path] = {}
+    for key, draw in (("tradeoff", _plot_tradeoff), ("leakage", _plot_leakage)):
+        path = out_dir / f"{key}.png"
+        if draw(data, path):
+            plots[key] = path
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md"}
+    _write_text(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    _write_text(paths["md"], _render_md(data, plots))
+    return {**paths, **plots}

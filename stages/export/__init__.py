@@ -1,0 +1,1 @@
+"""aamflow stage: export."""

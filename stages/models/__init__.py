@@ -1,0 +1,40 @@
+"""Models shared by train-adapter, anonymize and eval: AAM architectures, losses, task heads.
+
+- ``aam``: ``AAM_ARCHS``, ``build_aam``, ``is_identity``, ``apply_aam``.
+- ``losses``: ``nt_xent``, ``latent_consistency``, ``total_objective``, ``LossWeights``.
+- ``heads`` (+ ``tad_head``, ``ad_head``): ``HEADS`` and each head's build/loss/predict/fit.
+"""
+
+from aamflow.stages.models.aam import AAM_ARCHS, MICRO_BATCH, apply_aam, build_aam, is_identity
+from aamflow.stages.models.ad_head import fit_ad_head, pool_segments, score_clips
+from aamflow.stages.models.heads import HEADS, HeadSpec, fit_ar_probe, predict_video
+from aamflow.stages.models.losses import LossWeights, latent_consistency, nt_xent, total_objective
+from aamflow.stages.models.tad_head import (
+    decode_tad,
+    fit_tad_head,
+    seconds_to_timesteps,
+    timesteps_to_seconds,
+)
+
+__all__ = [
+    "AAM_ARCHS",
+    "HEADS",
+    "MICRO_BATCH",
+    "HeadSpec",
+    "LossWeights",
+    "apply_aam",
+    "build_aam",
+    "decode_tad",
+    "fit_ad_head",
+    "fit_ar_probe",
+    "fit_tad_head",
+    "is_identity",
+    "latent_consistency",
+    "nt_xent",
+    "pool_segments",
+    "predict_video",
+    "score_clips",
+    "seconds_to_timesteps",
+    "timesteps_to_seconds",
+    "total_objective",
+]
