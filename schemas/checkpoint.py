@@ -57,7 +57,11 @@ class AdapterMetadata:
         if d.get("schema") != CHECKPOINT_SCHEMA:
             raise CheckpointError(f"{source}: not an aamflow adapter (schema {d.get('schema')!r})")
         known = set(cls.__dataclass_fields__)
-        missing = [k for k in ("arch", "hparams", "input_dim", "encoder", "train_store_uuid", "loss_weights") if k not in d]
+        missing = [
+            k
+            for k in ("arch", "hparams", "input_dim", "encoder", "train_store_uuid", "loss_weights")
+            if k not in d
+        ]
         if missing:
             raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -123,7 +127,9 @@ def _load_tensors(path: Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses pickled code: report, never execute
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load (not a plain tensor state dict): {first}") from None
+        raise CheckpointError(
+            f"{path}: refused to load (not a plain tensor state dict): {first}"
+        ) from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
     return obj
@@ -137,7 +143,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], AdapterMetadata, 
     """
     p = Path(path)
     if not p.is_dir():
-        raise CheckpointError(f"{p}: no adapter checkpoint here (expected a directory with {METADATA})")
+        raise CheckpointError(
+            f"{p}: no adapter checkpoint here (expected a directory with {METADATA})"
+        )
     meta_file = p / METADATA
     if not meta_file.is_file():
         raise CheckpointError(f"{p}: missing {METADATA}")
@@ -164,10 +172,18 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], AdapterMetadata, 
 def check_compatible(meta: AdapterMetadata, encoder: dict[str, Any], dim: int, source: str) -> None:
     """Refuse an adapter trained for another encoder or feature dimension."""
     if int(meta.input_dim) != int(dim):
-        raise CheckpointError(f"{source}: adapter expects {meta.input_dim}-d features, store has {dim}-d")
+        raise CheckpointError(
+            f"{source}: adapter expects {meta.input_dim}-d features, store has {dim}-d"
+        )
     for key in ("name", "weights_digest"):
         want, have = meta.encoder.get(key), encoder.get(key)
         if want != have:
             raise CheckpointError(
                 f"{source}: adapter was trained for encoder {key} {want!r}, store has {have!r}"
             )
+
+
+def default_adapter_dir(store: str | Path) -> Path:
+    """Where ``train-adapter --store S`` writes and ``anonymize --store S`` looks by default."""
+    p = Path(store)
+    return p.with_name(p.name + ".adapter")

@@ -49,7 +49,9 @@ def fake_store(
     only in clip features (static clips carry no motion).
     """
     rng = np.random.default_rng(seed)
-    sampling = Sampling(clip_len=16, clip_stride=16, dense_stride=16, static_per_video=static_per_video)
+    sampling = Sampling(
+        clip_len=16, clip_stride=16, dense_stride=16, static_per_video=static_per_video
+    )
     plan = plan_parts(n_videos, part_size)
     encoder = {"name": encoder_name, "dim": dim, "weights_digest": "sha256:fake", "clip_len": 16}
     attrs = new_store_attrs(encoder=encoder, sampling=sampling, label_spaces=FAKE_SPACES, plan=plan)
@@ -59,7 +61,19 @@ def fake_store(
     for part in plan:
         with open_part_writer(p, part) as writer:
             for row in range(part.start, part.stop):
-                writer.add(_fake_video(rng, row, n_videos, dim, clips_per_video, static_per_video, tasks, dirs, leak))
+                writer.add(
+                    _fake_video(
+                        rng,
+                        row,
+                        n_videos,
+                        dim,
+                        clips_per_video,
+                        static_per_video,
+                        tasks,
+                        dirs,
+                        leak,
+                    )
+                )
             writer.commit()
     index_store(p)
     return p

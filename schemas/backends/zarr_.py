@@ -68,7 +68,11 @@ class _ZarrPartWriter:
         if data is None:
             data = np.zeros((0, *tail), dtype=object if spec.dtype == STR else spec.dtype)
         if spec.dtype == STR:
-            data = np.asarray([str(x) for x in data.tolist()], dtype=str) if len(data) else np.zeros(0, dtype=str)
+            data = (
+                np.asarray([str(x) for x in data.tolist()], dtype=str)
+                if len(data)
+                else np.zeros(0, dtype=str)
+            )
         arr = self.group.create_array(
             name,
             shape=data.shape,

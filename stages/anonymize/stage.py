@@ -1,0 +1,251 @@
+"""``aamflow anonymize``: stream every part of a store through the AAM into a new store.
+
+Each part is one task: it copies the part's label tables, passes clip and static-clip
+features through the adapter, and commits the output part atomically. The output store is
+indexed once all parts are committed. The input is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aamflow.pipeline.cluster import ClusterConfig, run_tasks, select_slice
+from aamflow.pipeline.progress import progress_bar
+from aamflow.schemas.checkpoint import (
+    AdapterMetadata,
+    check_compatible,
+    default_adapter_dir,
+    load_checkpoint,
+)
+from aamflow.schemas.errors import CheckpointError, ConfigError, StoreError
+from aamflow.schemas.layout import FEATURE_ARRAYS
+from aamflow.schemas.store import (
+    PartPlan,
+    PartWriter,
+    backend_for,
+    create_store,
+    detect_backend,
+    index_store,
+    open_store,
+    store_plan,
+    utcnow,
+)
+
+from .config import AnonymizeConfig
+
+log = logging.getLogger("aamflow.anonymize")
+
+
+def default_output(store: Path, fmt: str | None) -> Path:
+    """``features.zarr`` -> ``features.anon.zarr`` (``.h5`` when converting to HDF5)."""
+    suffix = {"zarr": ".zarr", "hdf5": ".h5"}.get(fmt or "", store.suffix or ".zarr")
+    return store.with_name(f"{store.stem}.anon{suffix}")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_adapter(adapter_dir: str, device: str) -> Any:
+    """Build the AAM once per worker process."""
+    import torch
+    from aamflow.stages.models.aam import build_aam
+
+    state, meta, _ = load_checkpoint(adapter_dir)
+    module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(
+            f"{adapter_dir}: weights do not fit arch {meta.arch!r}: {first}"
+        ) from None
+    return module.to(torch.device(device)).eval()
+
+
+def anonymize_part(
+    plan: PartPlan,
+    *,
+    src: str,
+    dst: str,
+    adapter: str,
+    device: str,
+    batch_size: int,
+    rows_per_read: int,
+) -> dict[str, Any]:
+    """Anonymize one part of ``src`` into the same part of ``dst`` and commit it."""
+    import torch
+    from aamflow.stages.models.aam import apply_aam
+
+    module = _load_adapter(adapter, device)
+    src_path, dst_path = Path(src), Path(dst)
+    src_backend = detect_backend(src_path)
+    part = src_backend.open_part(src_path, plan.name)
+    dst_backend = detect_backend(dst_path)
+    writer = PartWriter(dst_path, dst_backend, dst_backend.read_attrs(dst_path), plan)
+    try:
+        for name in writer.specs:
+            arr = part[name]
+            n = arr.shape[0]
+            for start in range(0, n, rows_per_read):
+                rows = np.asarray(arr[start : start + rows_per_read])
+                if name in FEATURE_ARRAYS:
+                    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+                    rows = apply_aam(module, x, batch_size).numpy()
+                writer.append_raw(name, rows)
+        counts = dict(part.attrs["counts"])
+        writer.commit(extra={"source_part_sha256": part.attrs.get("sha256", {})}, counts=counts)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        part.close()
+    return {
+        "part": plan.name,
+        "videos": counts["videos"],
+        "clips": counts["clips"],
+        "static": counts["static"],
+    }
+
+
+def _output_attrs(
+    src_meta: dict[str, Any], meta: AdapterMetadata, adapter: Path, store: Path
+) -> dict[str, Any]:
+    import uuid
+
+    out = json.loads(json.dumps(src_meta))  # deep copy of plain JSON
+    out["index"] = None
+    prov = out["provenance"]
+    prov.update(
+        {
+            "store_uuid": str(uuid.uuid4()),
+            "created_utc": utcnow(),
+            "anonymized": True,
+            "adapter_digest": meta.weights_digest,
+            "adapter_arch": meta.arch,
+            "adapter_path": str(adapter),
+            "source_store_uuid": src_meta["provenance"]["store_uuid"],
+            "source_store_path": str(store),
+            "source_adapter_digest": src_meta["provenance"].get("adapter_digest"),
+        }
+    )
+    return {"aamflow": out}
+
+
+def _check_inputs(config: AnonymizeConfig) -> tuple[Any, Path, AdapterMetadata, Path]:
+    store = open_store(config.store)
+    adapter = config.adapter or default_adapter_dir(config.store)
+    if not Path(adapter).exists():
+        raise CheckpointError(
+            f"{adapter}: no adapter checkpoint; run `aamflow train-adapter --store {config.store}` or pass --adapter"
+        )
+    _, meta, _ = load_checkpoint(adapter)
+    check_compatible(meta, store.encoder, store.feature_dim, str(adapter))
+    prov = store.provenance
+    if (
+        prov.get("anonymized")
+        and prov.get("adapter_digest") == meta.weights_digest
+        and not config.allow_reanonymize
+    ):
+        raise ConfigError(
+            f"{config.store}: already anonymized by this adapter ({meta.weights_digest[:19]}); "
+            "pass --allow-reanonymize to apply it again"
+        )
+    module = _load_adapter(str(adapter), config.device)
+    from aamflow.stages.models.aam import is_identity
+
+    if is_identity(module) and not config.allow_identity:
+        raise CheckpointError(
+            f"{adapter}: adapter is still the identity (untrained); it would publish raw features "
+            "as anonymized. Train it, or pass --allow-identity"
+        )
+    out = config.out or default_output(config.store, config.fmt)
+    src_res, out_res = Path(config.store).resolve(), Path(out).resolve()
+    if out_res == src_res or src_res in out_res.parents or out_res in src_res.parents:
+        raise ConfigError(
+            f"--out {out} overlaps the input store {config.store}; anonymize never writes into its input"
+        )
+    return store, Path(adapter), meta, Path(out)
+
+
+def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
+    """Anonymize ``config.store`` into a new store; returns a summary dict.
+
+    Raises
+    ------
+    StoreError, CheckpointError, ConfigError
+        Mismatched adapter, untrained adapter, already-anonymized input, bad output path.
+    """
+    if config.batch_size < 1 or config.rows_per_read < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    store, adapter, meta, out = _check_inputs(config)
+    fmt = config.fmt or (store.format if config.out is None else backend_for(out).name)
+    attrs = _output_attrs(store.meta, meta, adapter, Path(config.store))
+    store.close()
+    if out.exists():
+        existing = detect_backend(out)
+        old = existing.read_attrs(out)["aamflow"]["provenance"]
+        same_job = (
+            old.get("source_store_uuid") == attrs["aamflow"]["provenance"]["source_store_uuid"]
+            and old.get("adapter_digest") == meta.weights_digest
+        )
+        if config.overwrite:
+            _remove_store(out)
+        elif not same_job:
+            raise StoreError(
+                f"{out}: exists and was made from another store or adapter; use --overwrite or another --out"
+            )
+        else:
+            attrs = existing.read_attrs(out)  # resume: keep the output's own uuid
+            attrs["aamflow"]["index"] = None
+    create_store(out, attrs, fmt=fmt, exist_ok=True)
+    done = detect_backend(out).committed_parts(out)
+    plan = store_plan(config.store)
+    todo = [p for p in select_slice(plan, config.part_slice) if p.name not in done]
+    task = functools.partial(
+        anonymize_part,
+        src=str(config.store),
+        dst=str(out),
+        adapter=str(adapter),
+        device=config.device,
+        batch_size=config.batch_size,
+        rows_per_read=config.rows_per_read,
+    )
+    cluster = ClusterConfig(
+        workers=config.workers, scheduler=config.scheduler, part_slice=config.part_slice
+    )
+    with progress_bar(total=len(todo), desc="anonymize", unit="part", quiet=config.quiet) as bar:
+        results = run_tasks(task, todo, cluster, on_done=lambda r: bar.update(1))
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "adapter": str(adapter),
+        "parts_written": len(results),
+        "parts_skipped": len(plan) - len(todo) if config.part_slice is None else None,
+        "clips": sum(r["clips"] for r in results),
+    }
+    if set(detect_backend(out).committed_parts(out)) >= {p.name for p in plan}:
+        index_store(out)
+        summary["indexed"] = True
+    else:
+        summary["indexed"] = False
+    (Path(str(out) + ".config.json")).write_text(json.dumps(config.to_dict(), indent=2))
+    if not config.quiet:
+        state = (
+            "indexed" if summary["indexed"] else "parts written; index with a run over all parts"
+        )
+        print(
+            f"anonymized {config.store} -> {out} with {adapter} ({summary['parts_written']} part(s) written, {state})"
+        )
+    return summary
+
+
+def _remove_store(path: Path) -> None:
+    detect_backend(path)  # refuse to delete anything that is not an aamflow store
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+        shutil.rmtree(path.with_name(path.name + ".parts"), ignore_errors=True)
