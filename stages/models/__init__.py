@@ -6,13 +6,33 @@
 """
 
 from aamflow.stages.models.aam import AAM_ARCHS, MICRO_BATCH, apply_aam, build_aam, is_identity
-from aamflow.stages.models.ad_head import fit_ad_head, pool_segments, score_clips
-from aamflow.stages.models.heads import HEADS, HeadSpec, fit_ar_probe, predict_video
+from aamflow.stages.models.ad_head import (
+    build_ad_head,
+    fit_ad_head,
+    mil_ranking_loss,
+    pool_segments,
+    score_clips,
+    segment_pool_matrix,
+)
+from aamflow.stages.models.heads import (
+    HEADS,
+    HeadSpec,
+    ar_loss,
+    build_ar_linear,
+    fit_ar_probe,
+    predict_video,
+)
 from aamflow.stages.models.losses import LossWeights, latent_consistency, nt_xent, total_objective
 from aamflow.stages.models.tad_head import (
+    TadTargets,
+    build_tad_head,
     decode_tad,
     fit_tad_head,
+    pack_segments,
+    pad_videos,
     seconds_to_timesteps,
+    tad_loss,
+    tad_targets,
     timesteps_to_seconds,
 )
 
@@ -22,19 +42,30 @@ __all__ = [
     "MICRO_BATCH",
     "HeadSpec",
     "LossWeights",
+    "TadTargets",
     "apply_aam",
+    "ar_loss",
     "build_aam",
+    "build_ad_head",
+    "build_ar_linear",
+    "build_tad_head",
     "decode_tad",
     "fit_ad_head",
     "fit_ar_probe",
     "fit_tad_head",
     "is_identity",
     "latent_consistency",
+    "mil_ranking_loss",
     "nt_xent",
+    "pack_segments",
+    "pad_videos",
     "pool_segments",
     "predict_video",
     "score_clips",
     "seconds_to_timesteps",
+    "segment_pool_matrix",
+    "tad_loss",
+    "tad_targets",
     "timesteps_to_seconds",
     "total_objective",
 ]

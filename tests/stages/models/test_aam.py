@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from aamflow.schemas.errors import ConfigError
 from aamflow.stages.models.aam import AAM_ARCHS, apply_aam, build_aam, is_identity
 
@@ -64,6 +65,19 @@ def test_learns_away_from_identity(arch):
         loss.backward()
         opt.step()
     assert not is_identity(module)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_trains_under_autocast(arch):
+    """train-adapter runs the AAM under bf16/fp16 autocast on CUDA; bf16 on CPU stands in."""
+    module = _trained(arch).train()
+    x = _feats(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(x)
+    loss = (out.float() - x).pow(2).mean()
+    loss.backward()
+    assert out.shape == x.shape and torch.isfinite(loss)
+    assert all(p.grad is not None for p in module.parameters())
 
 
 @pytest.mark.parametrize("arch", BATCH_INDEPENDENT)

@@ -16,7 +16,7 @@ from aamflow.stages.models.losses import (
 )
 
 
-def _views(n: int = 6, d: int = 12, noise: float = 0.3, seed: int = 0):
+def _views(n: int = 6, d: int = 12, noise: float = 1.0, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(n, d, generator=g)
     return a, a + noise * torch.randn(n, d, generator=g)
