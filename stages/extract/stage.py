@@ -1,0 +1,368 @@
+"""``aamflow extract``: decode videos once, encode clips, write the feature store.
+
+The manifest's videos are split into parts. Each part is one task: loader workers decode
+and preprocess its videos (``stream.py``) while the encoder runs batches that may span
+several videos; results are written in video order and the part is committed atomically.
+Committed parts are skipped on a re-run, so a crash resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aamflow.pipeline.cluster import ClusterConfig, run_tasks, select_slice
+from aamflow.pipeline.progress import progress_bar
+from aamflow.schemas.errors import ConfigError, StoreError
+from aamflow.schemas.manifest import Manifest, load_manifest
+from aamflow.schemas.store import (
+    PartPlan,
+    create_store,
+    detect_backend,
+    frame_labels_for,
+    index_store,
+    new_store_attrs,
+    open_part_writer,
+    plan_parts,
+    record_from_entry,
+)
+
+from .config import ExtractConfig
+
+log = logging.getLogger("aamflow.extract")
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(name: str, options_json: str, device: str, precision: str) -> Any:
+    """Build the encoder once per process (a worker reuses it for all its parts)."""
+    from .encoders import create_encoder
+
+    options = json.loads(options_json)
+    enc = create_encoder(name, **options)
+    import torch
+
+    enc.module.to(torch.device(device)).eval()
+    return enc
+
+
+def _encode(enc: Any, x: Any, device: str, precision: str) -> np.ndarray:
+    import torch
+
+    from .preprocess import autocast
+
+    with torch.inference_mode(), autocast(device, precision):
+        out = enc.encode(x.to(device, non_blocking=True))
+    return out.float().cpu().numpy()
+
+
+class _Batcher:
+    """Groups clip tensors from consecutive videos into encoder batches of ``size`` clips."""
+
+    def __init__(self, size: int, run: Callable[[Any], np.ndarray]) -> None:
+        self.size = size
+        self.run = run
+        self.items: list[tuple[Any, Any]] = []
+        self.count = 0
+
+    def add(self, key: Any, x: Any) -> list[tuple[Any, np.ndarray]]:
+        self.items.append((key, x))
+        self.count += len(x)
+        return self.flush() if self.count >= self.size else []
+
+    def flush(self) -> list[tuple[Any, np.ndarray]]:
+        if not self.items:
+            return []
+        import torch
+
+        xs = torch.cat([x for _, x in self.items])
+        feats = np.concatenate(
+            [self.run(xs[i : i + self.size]) for i in range(0, len(xs), self.size)]
+        )
+        out, k = [], 0
+        for key, x in self.items:
+            out.append((key, feats[k : k + len(x)]))
+            k += len(x)
+        self.items, self.count = [], 0
+        return out
+
+
+def extract_part(
+    plan: PartPlan,
+    *,
+    manifest_path: str,
+    store: str,
+    encoder: str,
+    encoder_options: str,
+    decoder: str,
+    device: str,
+    precision: str,
+    batch_size: int,
+    loader_workers: int,
+    on_video: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Extract the videos of one part and commit it; returns its counts."""
+    from .stream import VideoJob, stream_videos
+
+    manifest = load_manifest(manifest_path)
+    enc = _encoder(encoder, encoder_options, device, precision)
+    entries = manifest.videos[plan.start : plan.stop]
+    spaces = manifest.label_spaces
+    jobs = [
+        VideoJob(index=k, path=str(e.abspath(manifest)), task=e.task) for k, e in enumerate(entries)
+    ]
+    state: dict[int, dict[str, Any]] = {
+        k: {"clips": [], "static": None, "done": False} for k in range(len(jobs))
+    }
+    next_write = 0
+    failed = clips = 0
+    start = time.perf_counter()
+    batcher = _Batcher(batch_size, lambda x: _encode(enc, x, device, precision))
+
+    def absorb(results: list[tuple[Any, np.ndarray]]) -> None:
+        for (k, kind, meta), feats in results:
+            if kind == "clips":
+                state[k]["clips"].append((meta, feats))
+            else:
+                state[k]["static"] = (meta, feats)
+            state[k]["pending"] -= 1
+
+    with open_part_writer(store, plan) as writer:
+
+        def write_ready() -> None:
+            nonlocal next_write, failed, clips
+            while (
+                next_write < len(jobs)
+                and state[next_write]["done"]
+                and state[next_write].get("pending", 0) == 0
+            ):
+                k = next_write
+                rec = _record(entries[k], plan.start + k, spaces, state[k], manifest)
+                writer.add(rec)
+                failed += rec.status != "ok"
+                clips += 0 if rec.clip_features is None else len(rec.clip_features)
+                state[k] = {}
+                next_write += 1
+                if on_video:
+                    on_video(0 if rec.clip_features is None else len(rec.clip_features))
+
+        stream = stream_videos(
+            jobs,
+            manifest.sampling,
+            enc.preprocess,
+            decoder=decoder,
+            chunk=batch_size,
+            workers=loader_workers,
+            pin_memory=device.startswith("cuda"),
+        )
+
+        def handle(msg: dict[str, Any]) -> None:
+            k, kind = msg["index"], msg["kind"]
+            st = state[k]
+            st.setdefault("pending", 0)
+            if kind == "info":
+                st["info"] = msg
+            elif kind in ("clips", "static"):
+                st["pending"] += 1
+                meta = {key: v for key, v in msg.items() if key not in ("x", "index", "kind")}
+                absorb(batcher.add((k, kind, meta), msg["x"]))
+            elif kind == "reset":
+                absorb(batcher.flush())
+                st.update(clips=[], static=None, info=None, pending=0)
+            elif kind == "error":
+                st.update(done=True, error=msg["error"])
+            elif kind == "done":
+                st.update(done=True, decoder=msg["decoder"])
+            write_ready()
+
+        # messages are consumed in video order, whatever the loader interleaving, so
+        # encoder batches (and therefore output bytes) do not depend on loader workers
+        inbox: dict[int, list[dict[str, Any]]] = {}
+        cursor = 0
+        for msg in stream:
+            inbox.setdefault(msg["index"], []).append(msg)
+            while cursor in inbox and inbox[cursor]:
+                m = inbox[cursor].pop(0)
+                handle(m)
+                if m["kind"] in ("done", "error"):
+                    del inbox[cursor]
+                    cursor += 1
+        absorb(batcher.flush())
+        write_ready()
+        if next_write != len(jobs):
+            raise StoreError(f"{plan.name}: loader ended after {next_write} of {len(jobs)} videos")
+        writer.commit(extra={"encoder_seconds": round(time.perf_counter() - start, 3)})
+    return {"part": plan.name, "videos": len(jobs), "failed": failed, "clips": clips}
+
+
+def _record(entry: Any, row: int, spaces: Any, st: dict[str, Any], manifest: Manifest) -> Any:
+    rec = record_from_entry(entry, row, spaces)
+    info = st.get("info") or {}
+    if info:
+        rec.num_frames = int(info["num_frames"])
+        rec.fps = float(info["fps"])
+        rec.duration = rec.num_frames / rec.fps if rec.fps else math.nan
+        rec.width, rec.height = int(info["width"]), int(info["height"])
+    if st.get("error") is not None or not st.get("clips"):
+        rec.status = "failed"
+        rec.error = st.get("error") or "no clips decoded"
+        rec.decoder = st.get("decoder", "")
+        return rec
+    metas = [m for m, _ in st["clips"]]
+    rec.clip_features = np.concatenate([f for _, f in st["clips"]]).astype(np.float32)
+    rec.clip_frame_idx = np.concatenate([m["frame_idx"] for m in metas])
+    rec.clip_frames = np.concatenate([m["frames"] for m in metas])
+    rec.clip_time = np.concatenate([m["time"] for m in metas])
+    rec.clip_padded = np.concatenate([m["padded"] for m in metas]).astype(np.int8)
+    smeta, sfeat = st["static"]
+    rec.static_features = sfeat.astype(np.float32)
+    rec.static_frame = np.asarray(smeta["frame"], dtype=np.int64)
+    rec.decoder = st.get("decoder", "")
+    rec.frame_labels = frame_labels_for(entry, rec.num_frames, rec.fps)
+    return rec
+
+
+def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]) -> dict[str, Any]:
+    enc = _encoder(
+        config.encoder, json.dumps(config.encoder_options(), sort_keys=True), "cpu", "fp32"
+    )
+    identity = enc.identity.to_dict()
+    if identity.get("clip_len") and identity["clip_len"] != manifest.sampling.clip_len:
+        raise ConfigError(
+            f"{config.manifest}: sampling.clip_len {manifest.sampling.clip_len} does not match "
+            f"encoder {config.encoder}'s clip_len {identity['clip_len']}"
+        )
+    return new_store_attrs(
+        encoder=identity,
+        sampling=manifest.sampling,
+        label_spaces=manifest.label_spaces,
+        plan=plan,
+        provenance={
+            "manifest_digest": manifest.digest,
+            "manifest_path": str(config.manifest),
+            "manifest_name": manifest.name,
+        },
+    )
+
+
+def _remove_store(path: Path) -> None:
+    detect_backend(path)  # only ever delete an aamflow store
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+        shutil.rmtree(path.with_name(path.name + ".parts"), ignore_errors=True)
+
+
+def run_extract(config: ExtractConfig) -> dict[str, Any]:
+    """Extract features for every video of the manifest into ``config.out``.
+
+    Returns a summary with ``exit_code``: non-zero only under ``--strict`` with failures,
+    or when every video failed.
+    """
+    out = Path(config.out)
+    if config.commit_only:
+        index = index_store(out)
+        if not config.quiet:
+            print(
+                f"indexed {out}: {index['totals']['videos']} videos, {index['totals']['clips']} clips"
+            )
+        return {"out": str(out), "indexed": True, "exit_code": 0}
+    manifest = load_manifest(config.manifest)
+    plan = plan_parts(len(manifest.videos), config.part_size)
+    attrs = _store_attrs(config, manifest, plan)
+    if out.exists() and config.overwrite and config.part_slice is None:
+        _remove_store(out)
+    if out.exists():
+        old = detect_backend(out).read_attrs(out)["aamflow"]["provenance"]
+        if old.get("manifest_digest") != manifest.digest:
+            raise StoreError(
+                f"{out}: exists and was extracted from another manifest; use --overwrite or another --out"
+            )
+    create_store(out, attrs, fmt=config.fmt, exist_ok=True)
+    done = set(detect_backend(out).committed_parts(out))
+    mine = select_slice(plan, config.part_slice)
+    todo = [p for p in mine if config.overwrite or p.name not in done]
+    n_videos = sum(p.stop - p.start for p in todo)
+    cluster = ClusterConfig(
+        workers=config.workers, scheduler=config.scheduler, part_slice=config.part_slice
+    )
+    common = dict(
+        manifest_path=str(config.manifest),
+        store=str(out),
+        encoder=config.encoder,
+        encoder_options=json.dumps(config.encoder_options(), sort_keys=True),
+        decoder=config.decoder,
+        device=config.device,
+        precision=config.precision,
+        batch_size=config.batch_size,
+    )
+    t0 = time.perf_counter()
+    with progress_bar(total=n_videos, desc="extract", unit="video", quiet=config.quiet) as bar:
+        n_clips = 0
+
+        def on_video(k: int) -> None:
+            nonlocal n_clips
+            n_clips += k
+            bar.update(1)
+            bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
+
+        if cluster.workers == 1 and cluster.scheduler is None:
+            task = functools.partial(
+                extract_part, loader_workers=config.loader_workers, on_video=on_video, **common
+            )
+            results = run_tasks(task, todo, cluster)
+        else:
+            # worker processes decode inline: each is already one of N parallel processes
+            task = functools.partial(extract_part, loader_workers=0, **common)
+
+            def done_cb(res: dict[str, Any]) -> None:
+                nonlocal n_clips
+                n_clips += res["clips"]
+                bar.update(res["videos"])
+                bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
+
+            results = run_tasks(task, todo, cluster, on_done=done_cb)
+    seconds = time.perf_counter() - t0
+    committed = set(detect_backend(out).committed_parts(out))
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "parts_written": len(results),
+        "parts_skipped": len(mine) - len(todo),
+        "videos": sum(r["videos"] for r in results),
+        "failed": sum(r["failed"] for r in results),
+        "clips": sum(r["clips"] for r in results),
+        "seconds": round(seconds, 3),
+        "indexed": False,
+    }
+    if committed >= {p.name for p in plan}:
+        index = index_store(out)
+        summary["indexed"] = True
+        summary["failed_total"] = index["failed_videos"]
+        summary["videos_total"] = index["totals"]["videos"]
+    (out.parent / f"{out.name}.extract.json").write_text(json.dumps(config.to_dict(), indent=2))
+    failed = summary.get("failed_total", summary["failed"])
+    total = summary.get("videos_total", summary["videos"])
+    summary["exit_code"] = 1 if (failed and config.strict) or (total and failed == total) else 0
+    if not config.quiet:
+        rate = summary["clips"] / seconds if seconds else 0.0
+        state = (
+            "indexed"
+            if summary["indexed"]
+            else "parts committed; run the remaining --part slices, then --commit-only"
+        )
+        print(
+            f"extracted {summary['videos']} videos ({summary['clips']} clips, {rate:.1f} clips/s) "
+            f"into {out}; {summary['parts_skipped']} part(s) already done; {failed} failed; {state}"
+        )
+        if failed:
+            print(f"failed videos are recorded in the store: aamflow inspect {out}")
+    return summary

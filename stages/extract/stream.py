@@ -1,0 +1,196 @@
+"""Decode videos into encoder-ready clip chunks, in loader worker processes.
+
+Frames are decoded in order and preprocessed one at a time into a small sliding buffer, so
+memory is bounded by one chunk of clips, whatever the video's length. Each video becomes a
+sequence of messages: ``info``, ``clips`` chunks (at most ``chunk`` clips each),
+``static``, and ``done`` — or ``error`` when it cannot be decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aamflow.schemas.manifest import Sampling
+
+from .decode import VideoDecodeError, iter_frames, probe_video
+from .sampling import plan_clips, plan_static
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to decode: its position in the part and where it lives."""
+
+    index: int
+    path: str
+    task: str
+
+
+def _decode_messages(
+    job: VideoJob,
+    sampling: Sampling,
+    preprocess: Callable[[np.ndarray], torch.Tensor],
+    decoder: str,
+    chunk: int,
+    num_frames: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    path = Path(job.path)
+    info = probe_video(path, decoder)
+    n = num_frames or info.num_frames
+    plan = plan_clips(n, sampling, job.task)
+    static_frames = plan_static(n, sampling.static_per_video, sampling.clip_len)
+    needed = np.unique(np.concatenate([plan.frame_idx.ravel(), static_frames]))
+    # the last clip that uses each frame: frames are dropped from the buffer after it
+    last_use = np.full(n, -1, np.int64)
+    for i, row in enumerate(plan.frame_idx):
+        last_use[row] = i
+    buf: dict[int, torch.Tensor] = {}
+    times: dict[int, float] = {}
+    static: dict[int, torch.Tensor] = {}
+    static_set = set(static_frames.tolist())
+    used_decoder = decoder
+    next_clip = 0
+    pending: list[int] = []
+    yield {
+        "kind": "info",
+        "index": job.index,
+        "num_frames": n,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+    }
+
+    def emit(clips: list[int]) -> dict[str, Any]:
+        x = torch.stack([torch.cat([buf[int(f)] for f in plan.frame_idx[c]], dim=1) for c in clips])
+        sel = np.asarray(clips)
+        t0 = np.array([times[int(plan.frame_idx[c][0])] for c in clips])
+        t1 = np.array([times[int(plan.frame_idx[c][-1])] for c in clips]) + 1.0 / info.fps
+        return {
+            "kind": "clips",
+            "index": job.index,
+            "x": x,
+            "frame_idx": plan.frame_idx[sel],
+            "frames": np.stack([plan.start[sel], plan.end[sel]], 1),
+            "time": np.stack([t0, t1], 1),
+            "padded": plan.padded[sel],
+        }
+
+    for frame in iter_frames(path, needed, decoder):
+        used_decoder = frame.decoder
+        f = frame.index
+        x = preprocess(frame.rgb[None])  # [3, 1, S, S]: transforms are per frame
+        buf[f] = x
+        times[f] = frame.time
+        if f in static_set:
+            static[f] = x
+        # clips whose last frame has arrived are complete
+        while next_clip < len(plan) and plan.frame_idx[next_clip].max() <= f:
+            pending.append(next_clip)
+            next_clip += 1
+            if len(pending) >= chunk:
+                yield emit(pending)
+                pending = []
+                _drop_unused(buf, last_use, next_clip)
+    if pending:
+        yield emit(pending)
+    if next_clip < len(plan):
+        raise VideoDecodeError(path, f"decoded only up to clip {next_clip} of {len(plan)}")
+    t = sampling.clip_len
+    sx = torch.stack([static[int(f)].expand(-1, t, -1, -1) for f in static_frames])
+    yield {"kind": "static", "index": job.index, "x": sx, "frame": static_frames}
+    yield {"kind": "done", "index": job.index, "decoder": used_decoder}
+
+
+def _drop_unused(buf: dict[int, torch.Tensor], last_use: np.ndarray, next_clip: int) -> None:
+    # static frames live in their own dict, so the clip buffer only keeps frames ahead
+    for f in [f for f in buf if last_use[f] < next_clip]:
+        del buf[f]
+
+
+def video_messages(
+    job: VideoJob,
+    sampling: Sampling,
+    preprocess: Callable[[np.ndarray], torch.Tensor],
+    decoder: str,
+    chunk: int,
+) -> Iterator[dict[str, Any]]:
+    """All messages for one video; a failure becomes ``reset`` + ``error`` messages.
+
+    A truncated video whose first frames decode is retried once with the decodable count,
+    after a ``reset`` that tells the consumer to drop what it received for the video.
+    """
+    try:
+        yield from _decode_messages(job, sampling, preprocess, decoder, chunk)
+        return
+    except VideoDecodeError as e:
+        error, retry = str(e), e.decodable
+    except Exception as e:  # any decoder crash is recorded on the video, never fatal
+        error, retry = f"{type(e).__name__}: {e}", None
+    yield {"kind": "reset", "index": job.index}
+    if retry:
+        try:
+            yield from _decode_messages(job, sampling, preprocess, decoder, chunk, num_frames=retry)
+            return
+        except Exception as e:  # noqa: BLE001
+            error = f"{error}; retry with {retry} frames failed: {e}"
+            yield {"kind": "reset", "index": job.index}
+    yield {"kind": "error", "index": job.index, "error": " ".join(error.split())}
+
+
+class VideoStream(torch.utils.data.IterableDataset):
+    """Messages for a list of videos; with several loader workers, videos are split round
+    robin and the consumer reorders them by ``index``."""
+
+    def __init__(
+        self,
+        jobs: list[VideoJob],
+        sampling: Sampling,
+        preprocess: Callable[[np.ndarray], torch.Tensor],
+        decoder: str,
+        chunk: int,
+    ) -> None:
+        self.jobs = jobs
+        self.sampling = sampling
+        self.preprocess = preprocess
+        self.decoder = decoder
+        self.chunk = chunk
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        for k, job in enumerate(self.jobs):
+            if k % nw == wid:
+                yield from video_messages(
+                    job, self.sampling, self.preprocess, self.decoder, self.chunk
+                )
+
+
+def stream_videos(
+    jobs: list[VideoJob],
+    sampling: Sampling,
+    preprocess: Callable[[np.ndarray], torch.Tensor],
+    *,
+    decoder: str = "auto",
+    chunk: int = 64,
+    workers: int = 1,
+    pin_memory: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Messages for ``jobs``, decoded in ``workers`` background processes (0 = inline)."""
+    ds = VideoStream(jobs, sampling, preprocess, decoder, chunk)
+    if workers == 0:
+        yield from ds
+        return
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=min(workers, max(1, len(jobs))),
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        persistent_workers=False,
+    )
+    yield from loader
