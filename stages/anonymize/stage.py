@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aamflow.pipeline.cluster import ClusterConfig, run_tasks, select_slice
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.checkpoint import (
@@ -52,6 +53,7 @@ def default_output(store: Path, fmt: str | None) -> Path:
 def _load_adapter(adapter_dir: str, device: str) -> Any:
     """Build the AAM once per worker process."""
     import torch
+
     from aamflow.stages.models.aam import build_aam
 
     state, meta, _ = load_checkpoint(adapter_dir)
@@ -66,6 +68,67 @@ def _load_adapter(adapter_dir: str, device: str) -> Any:
     return module.to(torch.device(device)).eval()
 
 
+def rewrite_part(
+    plan: PartPlan,
+    *,
+    src: str,
+    dst: str,
+    transform: Any = None,
+    rows_per_read: int = 16384,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Copy one part of ``src`` into ``dst`` table by table, passing feature arrays through
+    ``transform`` (numpy -> numpy; None copies them), and commit it.
+
+    Reads ``rows_per_read`` rows at a time, so memory does not grow with the part.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    src_path, dst_path = Path(src), Path(dst)
+    part = detect_backend(src_path).open_part(src_path, plan.name)
+    dst_backend = detect_backend(dst_path)
+    writer = PartWriter(dst_path, dst_backend, dst_backend.read_attrs(dst_path), plan)
+    blocks = [
+        (name, start)
+        for name in writer.specs
+        for start in range(0, part[name].shape[0], rows_per_read)
+    ]
+
+    def read(block: tuple[str, int]) -> np.ndarray:
+        name, start = block
+        return np.asarray(part[name][start : start + rows_per_read])
+
+    # one reader and one writer thread (order-preserving) overlap I/O with the transform
+    try:
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writes:
+            ahead = reader.submit(read, blocks[0]) if blocks else None
+            pending = []
+            for k, (name, _) in enumerate(blocks):
+                rows = ahead.result()
+                ahead = reader.submit(read, blocks[k + 1]) if k + 1 < len(blocks) else None
+                if transform is not None and name in FEATURE_ARRAYS:
+                    rows = transform(rows)
+                pending.append(writes.submit(writer.append_raw, name, rows))
+                if len(pending) > 2:  # bound the rows waiting to be written
+                    pending.pop(0).result()
+            for fut in pending:
+                fut.result()
+        counts = dict(part.attrs["counts"])
+        meta = {"source_part_sha256": part.attrs.get("sha256", {}), **(extra or {})}
+        writer.commit(extra=meta, counts=counts)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        part.close()
+    return {
+        "part": plan.name,
+        "videos": counts["videos"],
+        "clips": counts["clips"],
+        "static": counts["static"],
+    }
+
+
 def anonymize_part(
     plan: PartPlan,
     *,
@@ -78,37 +141,16 @@ def anonymize_part(
 ) -> dict[str, Any]:
     """Anonymize one part of ``src`` into the same part of ``dst`` and commit it."""
     import torch
+
     from aamflow.stages.models.aam import apply_aam
 
     module = _load_adapter(adapter, device)
-    src_path, dst_path = Path(src), Path(dst)
-    src_backend = detect_backend(src_path)
-    part = src_backend.open_part(src_path, plan.name)
-    dst_backend = detect_backend(dst_path)
-    writer = PartWriter(dst_path, dst_backend, dst_backend.read_attrs(dst_path), plan)
-    try:
-        for name in writer.specs:
-            arr = part[name]
-            n = arr.shape[0]
-            for start in range(0, n, rows_per_read):
-                rows = np.asarray(arr[start : start + rows_per_read])
-                if name in FEATURE_ARRAYS:
-                    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-                    rows = apply_aam(module, x, batch_size).numpy()
-                writer.append_raw(name, rows)
-        counts = dict(part.attrs["counts"])
-        writer.commit(extra={"source_part_sha256": part.attrs.get("sha256", {})}, counts=counts)
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        part.close()
-    return {
-        "part": plan.name,
-        "videos": counts["videos"],
-        "clips": counts["clips"],
-        "static": counts["static"],
-    }
+
+    def transform(rows: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        return apply_aam(module, x, batch_size).numpy()
+
+    return rewrite_part(plan, src=src, dst=dst, transform=transform, rows_per_read=rows_per_read)
 
 
 def _output_attrs(
