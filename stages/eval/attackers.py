@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from aamflow.schemas._registry import Registry
 from torch import nn
+
+from aamflow.schemas._registry import Registry
 
 from . import metrics
 

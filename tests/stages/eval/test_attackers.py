@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from aamflow.schemas._registry import UnknownNameError
 from aamflow.stages.eval.attackers import ATTACKERS, attack, mean_by_group
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from aamflow.stages.eval import metrics
 
 sk = pytest.importorskip("sklearn.metrics")

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from aamflow.stages.eval.report import format_summary_table, privacy_entry, write_report
 from matplotlib.image import imread
+
+from aamflow.stages.eval.report import format_summary_table, privacy_entry, write_report
 
 
 def _attack(cmap_linear, cmap_mlp, chance_cmap=0.5):

@@ -1,0 +1,194 @@
+"""``aamflow eval``: measure a store's privacy leakage and utility, and write one report.
+
+``run_eval(EvalConfig(store=..., reference=..., out=...))`` runs, in order:
+
+1. privacy: the attackers on every private attribute, from static clips and from ordinary
+   clips (:mod:`.privacy`);
+2. utility: AR top-1, TAD mAP, AD frame AUC (:mod:`.utility`);
+3. bias: per-group AR accuracy and the gap on the ``bias`` subset.
+
+Each measurement runs on the store under test and, with ``reference``, on the raw store too;
+the report sets the figures side by side (and the relative leakage reduction). A reference must
+come from the same encoder and manifest (ConfigError otherwise). Measurements the stores have
+no data for are left out and listed under ``notes``. Outputs in ``out``: ``report.json``,
+``report.md``, ``tradeoff.png``, ``leakage.png`` and the resolved ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aamflow.schemas.store import FeatureStore, open_store
+
+from . import privacy, utility
+from .config import EvalConfig
+from .data import check_comparable, store_identity
+from .errors import Skipped
+from .report import REPORT_SCHEMA, format_summary_table, privacy_entry, to_jsonable, write_report
+
+log = logging.getLogger("aamflow.eval")
+
+# Figures each privacy entry carries beyond privacy_entry's standard keys.
+_PRIVACY_EXTRA = ("num_train", "num_test", "num_train_videos", "num_test_videos", "scored_per")
+
+_UTILITY_TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "ar": utility.ar_top1,
+    "tad": utility.tad_map,
+    "ad": utility.ad_auc,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Step:
+    role: str  # "store" | "reference"
+    name: str  # "privacy:<key>", "ar", "tad", "ad", "bias"
+    run: Callable[[], dict[str, Any]]
+
+
+def _plan(
+    config: EvalConfig, stores: dict[str, FeatureStore], probes: list[privacy.Probe]
+) -> list[_Step]:
+    """Every measurement, store then reference for each, in report order."""
+    heads = {"seed": config.seed, "epochs": config.epochs, "device": config.device}
+    steps: list[_Step] = []
+    for task in config.tasks:
+        for role, store in stores.items():
+            if task == "privacy":
+                steps += [
+                    _Step(
+                        role=role,
+                        name=f"privacy:{p.key}",
+                        run=lambda s=store, p=p: privacy.run_probe(
+                            s,
+                            p,
+                            attackers=config.attackers,
+                            seed=config.seed,
+                            max_clips_per_video=config.max_clips_per_video,
+                        ),
+                    )
+                    for p in probes
+                ]
+            elif task == "bias":
+                steps.append(
+                    _Step(role=role, name="bias", run=lambda s=store: utility.bias_gap(s, **heads))
+                )
+            else:
+                fn = _UTILITY_TASKS[task]
+                steps.append(_Step(role=role, name=task, run=lambda s=store, fn=fn: fn(s, **heads)))
+    return steps
+
+
+def _run_steps(steps: list[_Step], quiet: bool) -> tuple[dict[tuple[str, str], Any], list[str]]:
+    from tqdm.auto import tqdm
+
+    results: dict[tuple[str, str], Any] = {}
+    notes: list[str] = []
+    with tqdm(total=len(steps), desc="eval", unit="step", disable=quiet) as bar:
+        for step in steps:
+            bar.set_postfix_str(f"{step.role} {step.name}", refresh=True)
+            try:
+                results[(step.role, step.name)] = step.run()
+            except Skipped as e:
+                results[(step.role, step.name)] = None
+                notes.append(f"{step.role}: {e}")
+                log.info("skipped on %s: %s", step.role, e)
+            bar.update()
+    return results, notes
+
+
+def _assemble(
+    config: EvalConfig,
+    stores: dict[str, FeatureStore],
+    probes: list[privacy.Probe],
+    results: dict[tuple[str, str], Any],
+    notes: list[str],
+) -> dict[str, Any]:
+    has_ref = "reference" in stores
+    identities = {role: store_identity(s) for role, s in stores.items()}
+    if has_ref and identities["reference"]["label"] == identities["store"]["label"]:
+        identities["reference"]["label"] = "reference"
+    report: dict[str, Any] = {
+        "stores": {"store": identities["store"], "reference": identities.get("reference")},
+        "seeds": {
+            name: config.seed for name in ("attack", "ar_probe", "tad_head", "ad_head", "bias")
+        },
+        "epochs": config.epochs,
+        "tasks": list(config.tasks),
+    }
+
+    if "privacy" in config.tasks:
+        section = {}
+        for p in probes:
+            mine = results.get(("store", f"privacy:{p.key}"))
+            ref = results.get(("reference", f"privacy:{p.key}"))
+            if mine is None:
+                continue
+            entry = privacy_entry(p.source, mine, ref, values=list(p.values))
+            entry["attribute"] = p.attribute
+            entry.update({k: mine[k] for k in _PRIVACY_EXTRA})
+            section[p.key] = entry
+        if section:
+            report["privacy"] = section
+
+    utility_section = {}
+    for task in ("ar", "tad", "ad"):
+        if task in config.tasks and results.get(("store", task)) is not None:
+            utility_section[task] = {
+                **results[("store", task)],
+                "reference": results.get(("reference", task)),
+            }
+    if utility_section:
+        report["utility"] = utility_section
+    if "bias" in config.tasks and results.get(("store", "bias")) is not None:
+        report["bias"] = {
+            **results[("store", "bias")],
+            "reference": results.get(("reference", "bias")),
+        }
+    report["notes"] = notes
+    return report
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_eval(config: EvalConfig) -> dict[str, Any]:
+    """Evaluate ``config.store`` (against ``config.reference``) and write the report.
+
+    Returns
+    -------
+    dict
+        The report as written to ``report.json`` (see :mod:`.report` for its structure; privacy
+        entries for the clip source are keyed ``<attribute>@clips``, and every section carries
+        its video counts). Skipped measurements are listed in ``notes``.
+    """
+    stores = {"store": open_store(config.store)}
+    try:
+        notes: list[str] = []
+        if config.reference is not None:
+            stores["reference"] = open_store(config.reference)
+            notes += check_comparable(stores["store"], stores["reference"])
+        for note in notes:
+            log.warning("%s", note)
+        probes = privacy.plan_probes(stores["store"], config.privacy_sources)
+        steps = _plan(config, stores, probes)
+        results, skipped = _run_steps(steps, config.quiet)
+        report = _assemble(config, stores, probes, results, notes + skipped)
+    finally:
+        for store in stores.values():
+            store.close()
+
+    paths = write_report(report, config.out)
+    _write_json(Path(config.out) / "config.json", config.to_dict())
+    if not config.quiet:
+        print(format_summary_table(report))
+        print(f"report: {paths['md']}")
+    return to_jsonable({"schema": REPORT_SCHEMA, **report})
