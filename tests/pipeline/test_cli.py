@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from aamflow.pipeline.cli import cli
 from aamflow.schemas.fake import fake_store
-from click.testing import CliRunner
 
 VERBS = ["synth", "extract", "train-adapter", "anonymize", "eval", "export", "inspect", "demo"]
 

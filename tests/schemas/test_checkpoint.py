@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from aamflow.schemas.checkpoint import (
     AdapterMetadata,
     check_compatible,

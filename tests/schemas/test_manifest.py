@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from aamflow.schemas.errors import ManifestError
 from aamflow.schemas.manifest import load_manifest
 

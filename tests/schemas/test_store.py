@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from aamflow.schemas.errors import StoreError
 from aamflow.schemas.fake import FAKE_SPACES, fake_store
 from aamflow.schemas.store import (
@@ -18,7 +19,6 @@ from aamflow.schemas.store import (
     open_store,
     plan_parts,
 )
-
 from tests.conftest import store_path
 
 

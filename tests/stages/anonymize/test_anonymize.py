@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+
 from aamflow.pipeline.cli import cli
 from aamflow.schemas.checkpoint import AdapterMetadata, default_adapter_dir, save_checkpoint
 from aamflow.schemas.fake import fake_store
@@ -15,7 +17,6 @@ from aamflow.schemas.store import open_store
 from aamflow.stages.anonymize.config import AnonymizeConfig
 from aamflow.stages.anonymize.stage import run_anonymize
 from aamflow.stages.models.aam import apply_aam, build_aam
-from click.testing import CliRunner
 
 
 def make_adapter(store: Path, *, trained: bool = True, out: Path | None = None, **enc) -> Path:
