@@ -61,7 +61,12 @@ class Backend(Protocol):
     def committed_parts(self, path: Path) -> list[str]: ...
 
     def part_writer(
-        self, path: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+        self,
+        path: Path,
+        name: str,
+        specs: dict[str, ArraySpec],
+        tails: dict[str, tuple[int, ...]],
+        rows_hint: dict[str, int] | None = None,
     ) -> PartWriter: ...
 
     def open_part(self, path: Path, name: str) -> PartReader: ...
@@ -84,8 +89,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def chunk_rows(spec: ArraySpec, tail: tuple[int, ...], target_bytes: int = 4 << 20) -> int:
-    """Rows per chunk: about 4 MiB of row data, at least 1024 rows for narrow columns."""
+def chunk_rows(
+    spec: ArraySpec, tail: tuple[int, ...], target_bytes: int = 4 << 20, hint: int | None = None
+) -> int:
+    """Rows per chunk: about ``target_bytes`` of row data, capped so narrow columns do not
+    get huge chunks (a chunk is stored and decoded whole, even when mostly empty), and at
+    ``hint`` when the final row count is known (the videos table of a part)."""
     itemsize = 8 if spec.dtype == "str" else np.dtype(spec.dtype).itemsize
     row_bytes = itemsize * int(np.prod(tail, dtype=np.int64)) if tail else itemsize
-    return int(max(1024, min(1 << 20, target_bytes // max(row_bytes, 1))))
+    cap = 4096 if spec.dtype == "str" else 65536
+    rows = int(max(256, min(cap, target_bytes // max(row_bytes, 1))))
+    if hint is not None:
+        rows = max(1, min(rows, hint))
+    return rows

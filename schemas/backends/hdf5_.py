@@ -39,7 +39,12 @@ def _h5_dtype(spec: ArraySpec) -> Any:
 
 class _H5PartWriter:
     def __init__(
-        self, root: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+        self,
+        root: Path,
+        name: str,
+        specs: dict[str, ArraySpec],
+        tails: dict[str, tuple[int, ...]],
+        rows_hint: dict[str, int],
     ) -> None:
         import h5py
 
@@ -56,7 +61,10 @@ class _H5PartWriter:
                 key,
                 shape=(0, *tail),
                 maxshape=(None, *tail),
-                chunks=(chunk_rows(spec, tail, target_bytes=1 << 20), *tail),
+                chunks=(
+                    chunk_rows(spec, tail, target_bytes=1 << 20, hint=rows_hint.get(key)),
+                    *tail,
+                ),
                 dtype=_h5_dtype(spec),
                 compression="gzip" if spec.dtype != STR else None,
                 compression_opts=1 if spec.dtype != STR else None,
@@ -199,9 +207,14 @@ class HDF5Backend:
         return sorted(p.stem for p in parts.glob("part-*.h5"))
 
     def part_writer(
-        self, path: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+        self,
+        path: Path,
+        name: str,
+        specs: dict[str, ArraySpec],
+        tails: dict[str, tuple[int, ...]],
+        rows_hint: dict[str, int] | None = None,
     ) -> _H5PartWriter:
-        return _H5PartWriter(path, name, specs, tails)
+        return _H5PartWriter(path, name, specs, tails, rows_hint or {})
 
     def open_part(self, path: Path, name: str) -> _H5Part:
         return _H5Part(_parts_dir(path) / f"{name}.h5")

@@ -39,7 +39,12 @@ class _ZarrPartWriter:
     """Buffers rows and writes whole chunks, so no chunk is ever rewritten."""
 
     def __init__(
-        self, root: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+        self,
+        root: Path,
+        name: str,
+        specs: dict[str, ArraySpec],
+        tails: dict[str, tuple[int, ...]],
+        rows_hint: dict[str, int],
     ) -> None:
         import zarr
 
@@ -59,7 +64,7 @@ class _ZarrPartWriter:
             self.buffered[name_] = 0
             self.hashes[name_] = hashlib.sha256()
             self.rows[name_] = 0
-            self.chunk[name_] = chunk_rows(spec, tails[name_])
+            self.chunk[name_] = chunk_rows(spec, tails[name_], hint=rows_hint.get(name_))
 
     def _create(self, name: str, data: np.ndarray | None) -> Any:
         # arrays are created on first flush; most are written in one call at commit
@@ -210,9 +215,14 @@ class ZarrBackend:
         )
 
     def part_writer(
-        self, path: Path, name: str, specs: dict[str, ArraySpec], tails: dict[str, tuple[int, ...]]
+        self,
+        path: Path,
+        name: str,
+        specs: dict[str, ArraySpec],
+        tails: dict[str, tuple[int, ...]],
+        rows_hint: dict[str, int] | None = None,
     ) -> _ZarrPartWriter:
-        return _ZarrPartWriter(path, name, specs, tails)
+        return _ZarrPartWriter(path, name, specs, tails, rows_hint or {})
 
     def open_part(self, path: Path, name: str) -> _ZarrPart:
         return _ZarrPart(path / "parts" / name)
