@@ -35,8 +35,9 @@ class Encoder(Protocol):
     """A frozen clip encoder.
 
     ``preprocess`` turns decoded uint8 frames ``[T, H, W, 3]`` into one model input
-    ``[3, T, S, S]`` (resize, crop, normalize as the encoder expects); it runs in data
-    loading workers, so it must be cheap and torch-thread-safe. ``encode`` maps a batch
+    ``[3, T, S, S]`` (resize, crop, normalize as the encoder expects). It must act frame by
+    frame (the extract stage preprocesses each decoded frame once and assembles clips from
+    them), be picklable, and be cheap: it runs in data loading workers. ``encode`` maps a batch
     ``[B, 3, T, S, S]`` to pooled clip vectors ``[B, dim]`` in float32.
     """
 
@@ -60,6 +61,8 @@ def weights_digest(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
+        h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        # raw bytes, so bf16/fp16 weights hash too (numpy has no bfloat16)
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return "sha256:" + h.hexdigest()

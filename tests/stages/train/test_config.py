@@ -30,6 +30,7 @@ def test_defaults_are_the_papers() -> None:
         ("precision", "fp8", "--precision"),
         ("device", "gpu", "--device"),
         ("val_every", 0, "--val-every"),
+        ("seed", -1, "--seed"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_option(field, value, message) -> None:

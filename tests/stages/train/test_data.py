@@ -165,6 +165,13 @@ def test_plan_chunks_respects_the_budget_and_the_order() -> None:
     assert plan_chunks(sizes, [3, 1], 10) == [[3], [1]]  # oversized parts stand alone
 
 
+def test_plan_chunks_fills_a_batch_before_closing_a_chunk() -> None:
+    sizes, videos = [10, 10, 10, 10], [3, 1, 4, 1]
+    # 4 videos per batch: part 1 joins part 0 beyond the budget, the short tail joins too
+    assert plan_chunks(sizes, [0, 1, 2, 3], 10, videos, 4) == [[0, 1], [2, 3]]
+    assert plan_chunks(sizes, [0, 1, 2, 3], 10, videos, 9) == [[0, 1, 2, 3]]
+
+
 def test_prefetched_loads_the_next_item_in_the_background() -> None:
     threads = []
 
