@@ -102,9 +102,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["anonymize"] = time.perf_counter() - t
 
     t = _step("5/5 eval: attackers and utility heads, anonymized vs raw", q)
-    report = run_eval(
-        EvalConfig.from_cli(store=anon, reference=raw, out=out / "report", seed=config.seed, quiet=q)
-    )
+    report = run_eval(EvalConfig(store=anon, reference=raw, out=out / "report", seed=config.seed, quiet=q))
     timings["eval"] = time.perf_counter() - t
     (out / "demo_timings.json").write_text(json.dumps(timings, indent=2))
     if not q:
