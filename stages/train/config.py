@@ -86,6 +86,12 @@ class TrainConfig:
     w_t: float = 1.0
     w_b: float = 1.0
     temperature: float = 0.1
+    # L_LC relative to the latents' mean per-dimension variance, so loss weights mean the
+    # same for any encoder's feature scale (the paper's absolute MSE does not transfer)
+    lc_relative: bool = True
+    # stop maximising L_B at ln(2B - 1), where positives are as similar as negatives:
+    # beyond it the adapter anti-aligns a video's static clips, destroying features
+    lb_cap: bool = True
     device: str = "cpu"
     precision: str = "fp32"
     memory_budget: int = 4 * 10**9  # bytes of latents kept on the device; beyond: streaming

@@ -176,6 +176,7 @@ class Model:
     optimizer: torch.optim.Optimizer
     scaler: Any
     num_classes: int
+    lc_scale: float = 1.0  # 1 / mean per-dim latent variance when L_LC is relative
 
     def modules(self) -> list[nn.Module]:
         return [self.aam, *self.heads.values()]
@@ -209,6 +210,18 @@ def build_model(config: TrainConfig, dim: int, num_classes: int, device: torch.d
     return Model(aam=aam, heads=heads, optimizer=optimizer, scaler=scaler, num_classes=num_classes)
 
 
+def latent_scale(store: Any, max_rows: int = 65536) -> float:
+    """1 / mean per-dimension variance of the store's clip and static latents (an evenly
+    spaced sample of each)."""
+    parts = []
+    for x in (store.clip_features(), store.static_features()):
+        step = max(1, x.shape[0] // max_rows)
+        parts.append(np.asarray(x[::step].compute(), dtype=np.float64))
+    z = torch.from_numpy(np.concatenate(parts))
+    var = float(z.var(0).mean()) if len(z) > 1 else 1.0
+    return 1.0 / var if var > 0 else 1.0
+
+
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a run: None (fp32) unless ``--precision`` asks for AMP on CUDA."""
     if device.type != "cuda" or config.precision == "fp32":
@@ -230,7 +243,7 @@ def train_step(
         split = dict(zip(batch.sizes, y.split(list(batch.sizes.values())), strict=True))
         l_b = nt_xent(split["static_a"], split["static_b"], config.temperature)
         sq = (y.float() - batch.x.float()).pow(2).mean(1)
-        l_lc = (sq * batch.lc_weight).sum() / batch.lc_weight.sum()
+        l_lc = (sq * batch.lc_weight).sum() / batch.lc_weight.sum() * model.lc_scale
         task = {"ar": zero, "tad": zero, "ad": zero}
         if "ar" in split:
             task["ar"] = ar_loss(model.heads["ar"](split["ar"]), batch.ar_label)
@@ -243,7 +256,11 @@ def train_step(
             bags = split["ad"].view(batch.ad_label.shape[0], -1, y.shape[1])
             task["ad"] = mil_ranking_loss(model.heads["ad"](bags), batch.ad_label)
         l_t = task["ar"] + task["tad"] + task["ad"]
-        total = total_objective(l_lc, l_t, l_b, config.w_lc, config.w_t, config.w_b)
+        l_b_obj = l_b
+        if config.lb_cap:
+            n = split["static_a"].shape[0]
+            l_b_obj = torch.clamp(l_b, max=math.log(2 * n - 1))
+        total = total_objective(l_lc, l_t, l_b_obj, config.w_lc, config.w_t, config.w_b)
     model.optimizer.zero_grad(set_to_none=True)
     model.scaler.scale(total).backward()
     model.scaler.step(model.optimizer)
@@ -470,6 +487,8 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             log.info("resuming %s after epoch %d", out, start)
         else:
             fit_head_stats(model, store, roles, tasks, config.memory_budget)
+        if config.lc_relative:
+            model.lc_scale = latent_scale(store)
         rows = [r for r in read_log(out / LOG_FILE) if r["epoch"] <= start]
         (out / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
