@@ -411,6 +411,19 @@ def delete_part(path: str | Path, name: str) -> None:
     detect_backend(p).delete_part(p, name)
 
 
+def remove_store(path: str | Path) -> None:
+    """Delete a whole store; refuses anything that is not an aamflow store."""
+    import shutil
+
+    p = Path(path)
+    detect_backend(p)
+    if p.is_dir():
+        shutil.rmtree(p)
+    else:
+        p.unlink()
+        shutil.rmtree(p.with_name(p.name + ".parts"), ignore_errors=True)
+
+
 def index_store(path: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record every planned part's counts in the root attributes; the store is then complete.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from aamflow.schemas.store import (
     detect_backend,
     index_store,
     open_store,
+    remove_store,
     store_plan,
     utcnow,
 )
@@ -235,7 +235,7 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
             and old.get("adapter_digest") == meta.weights_digest
         )
         if config.overwrite:
-            _remove_store(out)
+            remove_store(out)
         elif not same_job:
             raise StoreError(
                 f"{out}: exists and was made from another store or adapter; use --overwrite or another --out"
@@ -282,12 +282,3 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
             f"anonymized {config.store} -> {out} with {adapter} ({summary['parts_written']} part(s) written, {state})"
         )
     return summary
-
-
-def _remove_store(path: Path) -> None:
-    detect_backend(path)  # refuse to delete anything that is not an aamflow store
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-        shutil.rmtree(path.with_name(path.name + ".parts"), ignore_errors=True)

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from aamflow.schemas.store import (
     open_part_writer,
     plan_parts,
     record_from_entry,
+    remove_store,
 )
 
 from .config import ExtractConfig
@@ -253,15 +253,6 @@ def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]
     )
 
 
-def _remove_store(path: Path) -> None:
-    detect_backend(path)  # only ever delete an aamflow store
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-        shutil.rmtree(path.with_name(path.name + ".parts"), ignore_errors=True)
-
-
 def run_extract(config: ExtractConfig) -> dict[str, Any]:
     """Extract features for every video of the manifest into ``config.out``.
 
@@ -280,7 +271,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
     plan = plan_parts(len(manifest.videos), config.part_size)
     attrs = _store_attrs(config, manifest, plan)
     if out.exists() and config.overwrite and config.part_slice is None:
-        _remove_store(out)
+        remove_store(out)
     if out.exists():
         old = detect_backend(out).read_attrs(out)["aamflow"]["provenance"]
         if old.get("manifest_digest") != manifest.digest:
