@@ -169,3 +169,10 @@ def test_inspect_shows_provenance(raw: Path) -> None:
     r = CliRunner().invoke(cli, ["inspect", str(raw.with_name("features.anon.zarr"))], obj={})
     assert r.exit_code == 0
     assert "anonymized  yes: adapter sha256:" in r.output and open_store(raw).uuid in r.output
+
+
+@pytest.mark.slow
+def test_two_dask_workers_give_the_same_bytes(raw: Path, tmp_path: Path) -> None:
+    one = run_anonymize(AnonymizeConfig(store=raw, out=tmp_path / "w1.zarr", quiet=True))
+    two = run_anonymize(AnonymizeConfig(store=raw, out=tmp_path / "w2.zarr", workers=2, quiet=True))
+    assert feature_bytes(Path(one["out"])) == feature_bytes(Path(two["out"]))
