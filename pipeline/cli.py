@@ -292,7 +292,11 @@ def train_adapter(quiet: bool, **opts: Any) -> None:
     from aamflow.stages.train.config import TrainConfig
     from aamflow.stages.train.stage import run_train
 
-    run_train(TrainConfig.from_cli(quiet=quiet, **opts))
+    summary = run_train(TrainConfig.from_cli(quiet=quiet, **opts))
+    if not quiet:
+        m = summary["metrics"]
+        shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("l_lc", "l_t", "l_b") if m.get(k) is not None)
+        click.echo(f"wrote adapter {summary['out']} ({summary['epochs']} epochs; {shown})")
 
 
 @cli.command(context_settings=CONTEXT)

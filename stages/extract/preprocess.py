@@ -112,8 +112,11 @@ class ClipTransform:
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter (CPU for a parameter-free module)."""
+    """The device of a module's first parameter or buffer (CPU when it has neither); a
+    filter bank such as ``builtin`` has buffers only."""
     p = next(module.parameters(), None)
+    if p is None:
+        p = next(module.buffers(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
