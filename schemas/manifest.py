@@ -263,6 +263,8 @@ _VIDEO_FIELDS = {
 
 def _safe_relpath(where: _Where, root: Path, path: str) -> str:
     """Refuse absolute paths, ``..`` and symlinks that lead outside the root."""
+    if "\x00" in path:
+        raise where.fail("path", f"{path!r} contains a NUL character")
     p = Path(path)
     if p.is_absolute() or path.startswith(("/", "\\")) or (os.name == "nt" and p.drive):
         raise where.fail("path", f"{path!r} is absolute; paths must be relative to the root {root}")
@@ -461,6 +463,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise top.fail("schema", f"unsupported schema {schema!r}; expected {SCHEMA!r}")
     root_raw = raw.get("root", ".")
     _need_type(top, "root", root_raw, (str,), "a folder path")
+    if "\x00" in root_raw:
+        raise top.fail("root", f"{root_raw!r} contains a NUL character")
     root = (file.parent / root_raw).resolve()
     sampling = _parse_sampling(top, raw.get("sampling"))
     spaces = _parse_label_spaces(top, raw.get("label_spaces"))
@@ -475,7 +479,9 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         lists = [lists]
     _need_type(top, "video_lists", lists, (list,), "a list of JSONL/CSV files")
     for name in lists:
-        list_file = file.parent / str(name)
+        if not isinstance(name, str) or "\x00" in name:
+            raise top.fail("video_lists", f"{name!r} is not a file name")
+        list_file = file.parent / name
         h.update(list_file.name.encode())
         if list_file.is_file():
             h.update(list_file.read_bytes())
