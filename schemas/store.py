@@ -247,6 +247,75 @@ def record_from_entry(entry: VideoEntry, row: int, spaces: LabelSpaces) -> Video
     )
 
 
+LOCK_STALE_SECONDS = 600.0  # a lock untouched this long belongs to a dead writer
+
+
+def _locks_dir(path: Path) -> Path:
+    return path / "parts" if path.is_dir() else path.with_name(path.name + ".parts")
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PartLock:
+    """One writer per part: an exclusive lock file beside the parts, refreshed while the
+    part is written. A lock whose process is gone (same host) or that has not been
+    refreshed for ``LOCK_STALE_SECONDS`` (any host) is stale and taken over."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        import json
+        import os
+        import socket
+        import time
+
+        self.file = _locks_dir(path) / f".lock-{name}"
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    other = json.loads(self.file.read_text() or "{}")
+                    age = time.time() - self.file.stat().st_mtime
+                except (OSError, ValueError):
+                    continue  # released or half-written meanwhile: try again
+                dead = other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", -1)))
+                if dead or age > LOCK_STALE_SECONDS:
+                    self.file.unlink(missing_ok=True)
+                    continue
+                raise StoreError(
+                    f"{path}: part {name} is being written by pid {other.get('pid')} on "
+                    f"{other.get('host')} since {other.get('since')}; wait for that run, or "
+                    f"delete {self.file} if it is dead"
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(me))
+            self._touched = time.monotonic()
+            return
+        raise StoreError(f"{path}: could not lock part {name} ({self.file})")
+
+    def touch(self) -> None:
+        import os
+        import time
+
+        if time.monotonic() - self._touched > 30:
+            os.utime(self.file)
+            self._touched = time.monotonic()
+
+    def release(self) -> None:
+        self.file.unlink(missing_ok=True)
+
+
 class PartWriter:
     """Writes the videos of one part, in row order, then commits it atomically."""
 
@@ -261,7 +330,12 @@ class PartWriter:
         tails = {k: tail_shape(s, self.dim, self.clip_len) for k, s in self.specs.items()}
         self.tails = tails
         hint = {k: plan.stop - plan.start for k, s in self.specs.items() if s.table == "videos"}
-        self.raw = backend.part_writer(path, plan.name, self.specs, tails, hint)
+        self.lock = PartLock(path, plan.name)
+        try:
+            self.raw = backend.part_writer(path, plan.name, self.specs, tails, hint)
+        except BaseException:
+            self.lock.release()
+            raise
         self.counts = dict.fromkeys(("videos", "clips", "static", "segments", "frames"), 0)
         self.next_row = plan.start
         # the videos table is small (one row per video): buffered, written at commit
@@ -290,6 +364,7 @@ class PartWriter:
 
     def add(self, rec: VideoRecord) -> None:
         """Append one video. Rows must arrive in order: ``plan.start, plan.start + 1, ...``."""
+        self.lock.touch()
         if rec.row != self.next_row or rec.row >= self.plan.stop:
             raise StoreError(f"{self.plan.name}: expected video row {self.next_row}, got {rec.row}")
         self.next_row += 1
@@ -375,9 +450,13 @@ class PartWriter:
                 self._col(name, values)
         attrs.update(extra or {})
         self.raw.commit(attrs)
+        self.lock.release()
 
     def abort(self) -> None:
-        self.raw.abort()
+        try:
+            self.raw.abort()
+        finally:
+            self.lock.release()
 
     def __enter__(self) -> PartWriter:
         return self

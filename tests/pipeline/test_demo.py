@@ -22,7 +22,13 @@ def _pct(x: float | None) -> bool:
 @pytest.mark.e2e
 def test_demo_on_the_tiny_corpus(tmp_path: Path) -> None:
     report = run_demo(DemoConfig(out=tmp_path, preset="tiny", epochs=3, quiet=True))
-    for name in ("features.zarr", "features.zarr.adapter/adapter.json", "features.anon.zarr", "report/report.json", "report/report.md"):
+    for name in (
+        "features.zarr",
+        "features.zarr.adapter/adapter.json",
+        "features.anon.zarr",
+        "report/report.json",
+        "report/report.md",
+    ):
         assert (tmp_path / name).exists(), name
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["stores"]["reference"]["uuid"] != saved["stores"]["store"]["uuid"]

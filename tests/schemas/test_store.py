@@ -102,6 +102,7 @@ def test_uncommitted_part_is_invisible_and_rewritable(tmp_path: Path, backend_na
     recs = [_fake_video(rng, r, 4, 8, 3, 2, ("ar",), dirs, 1.0) for r in range(4)]
     w = open_part_writer(p, plan[0])
     w.add(recs[0])  # crash here: never committed
+    w.lock.release()  # the crashed process is gone, so its lock is stale
     assert committed_parts(p) == set()
     with pytest.raises(StoreError, match="not indexed"):
         open_store(p)
@@ -191,3 +192,28 @@ def test_an_hdf5_store_opens_in_plain_h5py(tmp_path: Path) -> None:
         ds = f["parts/part-00001/clip_features"]
         assert ds.shape == (18, 32)
         assert [d.label for d in ds.dims] == ["clip", "feature"]
+
+
+def test_a_part_has_one_writer_and_stale_locks_are_taken_over(
+    tmp_path: Path, backend_name: str
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    p = store_path(tmp_path, backend_name)
+    plan = plan_parts(2, 1)
+    enc = {"name": "fake", "dim": 8, "weights_digest": "x", "clip_len": 16}
+    create_store(p, new_store_attrs(encoder=enc, sampling={}, label_spaces=FAKE_SPACES, plan=plan))
+    first = open_part_writer(p, plan[0])
+    with pytest.raises(StoreError, match="part part-00000 is being written by pid"):
+        open_part_writer(p, plan[0])
+    open_part_writer(p, plan[1]).abort()  # other parts are free
+    # the first writer dies without cleaning up: a dead pid on this host is a stale lock
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    first.lock.file.write_text(
+        json.dumps({**json.loads(first.lock.file.read_text()), "pid": int(dead)})
+    )
+    open_part_writer(p, plan[0]).abort()
