@@ -69,12 +69,16 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     tasks = config.train_tasks()
 
     t = _step("1/5 synth: render the synthetic corpus", q)
-    manifest = run_synth(SynthConfig(out=out / "corpus", preset=config.preset, seed=config.seed, quiet=q))
+    manifest = run_synth(
+        SynthConfig(out=out / "corpus", preset=config.preset, seed=config.seed, quiet=q)
+    )
     timings["synth"] = time.perf_counter() - t
 
     t = _step("2/5 extract: builtin encoder -> features.zarr", q)
     raw = out / "features.zarr"
-    run_extract(ExtractConfig(manifest=manifest, out=raw, device=config.device, quiet=q, part_size=64))
+    run_extract(
+        ExtractConfig(manifest=manifest, out=raw, device=config.device, quiet=q, part_size=64)
+    )
     timings["extract"] = time.perf_counter() - t
 
     t = _step(f"3/5 train-adapter: seen tasks = {tasks or 'all'}", q)
@@ -84,12 +88,23 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     train.update(config.train_overrides)
     adapter = default_adapter_dir(raw)
     meta_file = adapter / "adapter.json"
-    wanted = {"epochs": train["epochs"], "seed": config.seed, "tasks": tasks, "store": open_store(raw).uuid}
+    wanted = {
+        "epochs": train["epochs"],
+        "seed": config.seed,
+        "tasks": tasks,
+        "store": open_store(raw).uuid,
+    }
     done = meta_file.is_file() and _same_training(meta_file, wanted)
     if not done:
         run_train(
             TrainConfig.from_cli(
-                store=raw, out=adapter, tasks=tasks, seed=config.seed, device=config.device, quiet=q, **train
+                store=raw,
+                out=adapter,
+                tasks=tasks,
+                seed=config.seed,
+                device=config.device,
+                quiet=q,
+                **train,
             )
         )
     elif not q:
@@ -98,11 +113,15 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     t = _step("4/5 anonymize -> features.anon.zarr", q)
     anon = out / "features.anon.zarr"
-    run_anonymize(AnonymizeConfig(store=raw, out=anon, device=config.device, quiet=q, overwrite=not done))
+    run_anonymize(
+        AnonymizeConfig(store=raw, out=anon, device=config.device, quiet=q, overwrite=not done)
+    )
     timings["anonymize"] = time.perf_counter() - t
 
     t = _step("5/5 eval: attackers and utility heads, anonymized vs raw", q)
-    report = run_eval(EvalConfig(store=anon, reference=raw, out=out / "report", seed=config.seed, quiet=q))
+    report = run_eval(
+        EvalConfig(store=anon, reference=raw, out=out / "report", seed=config.seed, quiet=q)
+    )
     timings["eval"] = time.perf_counter() - t
     (out / "demo_timings.json").write_text(json.dumps(timings, indent=2))
     if not q:

@@ -22,6 +22,7 @@ class AnonymizeConfig:
     workers: int = 1
     scheduler: str | None = None
     part_slice: str | None = None
+    slurm_config: Path | None = None
     quiet: bool = False
     rows_per_read: int = 16384
 

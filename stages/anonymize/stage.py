@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from aamflow.pipeline.cluster import ClusterConfig, run_tasks, select_slice
+from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.checkpoint import (
     AdapterMetadata,
@@ -257,7 +257,10 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         rows_per_read=config.rows_per_read,
     )
     cluster = ClusterConfig(
-        workers=config.workers, scheduler=config.scheduler, part_slice=config.part_slice
+        workers=config.workers,
+        scheduler=config.scheduler,
+        part_slice=config.part_slice,
+        slurm=SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None,
     )
     with progress_bar(total=len(todo), desc="anonymize", unit="part", quiet=config.quiet) as bar:
         results = run_tasks(task, todo, cluster, on_done=lambda r: bar.update(1))

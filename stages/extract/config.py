@@ -24,6 +24,7 @@ class ExtractConfig:
     workers: int = 1
     scheduler: str | None = None
     part_slice: str | None = None
+    slurm_config: Path | None = None
     part_size: int = 64
     fmt: str | None = None
     overwrite: bool = False

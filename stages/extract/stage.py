@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from aamflow.pipeline.cluster import ClusterConfig, run_tasks, select_slice
+from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.errors import ConfigError, StoreError
 from aamflow.schemas.manifest import Manifest, load_manifest
@@ -284,7 +284,10 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
     todo = [p for p in mine if config.overwrite or p.name not in done]
     n_videos = sum(p.stop - p.start for p in todo)
     cluster = ClusterConfig(
-        workers=config.workers, scheduler=config.scheduler, part_slice=config.part_slice
+        workers=config.workers,
+        scheduler=config.scheduler,
+        part_slice=config.part_slice,
+        slurm=SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None,
     )
     common = dict(
         manifest_path=str(config.manifest),
@@ -306,7 +309,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
 
-        if cluster.workers == 1 and cluster.scheduler is None:
+        if cluster.workers == 1 and cluster.scheduler is None and cluster.slurm is None:
             task = functools.partial(
                 extract_part, loader_workers=config.loader_workers, on_video=on_video, **common
             )
