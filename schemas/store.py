@@ -316,6 +316,13 @@ class PartLock:
         self.file.unlink(missing_ok=True)
 
 
+def _clear_stale_staging(path: Path, name: str) -> None:
+    import shutil
+
+    for p in _locks_dir(path).glob(f".tmp-{name}-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 class PartWriter:
     """Writes the videos of one part, in row order, then commits it atomically."""
 
@@ -331,6 +338,7 @@ class PartWriter:
         self.tails = tails
         hint = {k: plan.stop - plan.start for k, s in self.specs.items() if s.table == "videos"}
         self.lock = PartLock(path, plan.name)
+        _clear_stale_staging(path, plan.name)  # left by a writer that died; we hold the lock
         try:
             self.raw = backend.part_writer(path, plan.name, self.specs, tails, hint)
         except BaseException:

@@ -74,11 +74,25 @@ def bad_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     _vfr(d / "vfr.mp4")
     _rotated(d / "rotated.mp4")
     _audio_only(d / "audio.m4a")
-    names = ["zero.mp4", "text.mp4", "truncated.mp4", "missing.mp4", "short.mp4", "odd.mkv", "gray.mkv", "vfr.mp4", "rotated.mp4", "audio.m4a", "full.mp4"]
+    names = [
+        "zero.mp4",
+        "text.mp4",
+        "truncated.mp4",
+        "missing.mp4",
+        "short.mp4",
+        "odd.mkv",
+        "gray.mkv",
+        "vfr.mp4",
+        "rotated.mp4",
+        "audio.m4a",
+        "full.mp4",
+    ]
     videos = [{"id": Path(n).stem, "path": n, "split": "train", "task": "ar"} for n in names]
     (d / "m.yaml").write_text(yaml.safe_dump({"schema": "aamflow.manifest/1", "videos": videos}))
     out = d / "f.zarr"
-    summary = run_extract(ExtractConfig(manifest=d / "m.yaml", out=out, part_size=4, quiet=True, loader_workers=0))
+    summary = run_extract(
+        ExtractConfig(manifest=d / "m.yaml", out=out, part_size=4, quiet=True, loader_workers=0)
+    )
     status = dict(zip(open_store(out).videos["id"], open_store(out).videos["status"], strict=True))
     return out, {"summary": summary, **status}
 
