@@ -645,9 +645,18 @@ class FeatureStore:
     def _part(self, name: str) -> Any:
         if name not in self._parts:
             try:
-                self._parts[name] = self.backend.open_part(self.path, name)
+                part = self.backend.open_part(self.path, name)
             except (OSError, FileNotFoundError, KeyError) as e:
                 raise StoreError(f"{self.path}: part {name} cannot be opened: {e}") from None
+            # a deleted chunk would read back as fill values: refuse instead of serving them
+            for arr in ("clip_features", "static_features", "clip_video", "static_video"):
+                if part.missing_chunks(arr):
+                    part.close()
+                    raise StoreError(
+                        f"{self.path}: part {name}, array {arr}: chunk(s) missing; "
+                        f"the part is damaged (aamflow inspect {self.path} lists problems)"
+                    )
+            self._parts[name] = part
         return self._parts[name]
 
     def _offsets(self, table: str) -> np.ndarray:
@@ -833,7 +842,11 @@ class FeatureStore:
             if name not in committed:
                 problems.append(f"part {name}: missing")
                 continue
-            part = self._part(name)
+            try:  # opened raw: _part refuses damaged parts, validation reports them
+                part = self.backend.open_part(self.path, name)
+            except Exception as e:
+                problems.append(f"part {name}: cannot be opened ({e})")
+                continue
             rows = part.attrs.get("rows", {})
             for arr in part.names():
                 try:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
+from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.checkpoint import (
     AdapterMetadata,
@@ -178,6 +179,7 @@ def _output_attrs(
 
 
 def _check_inputs(config: AnonymizeConfig) -> tuple[Any, Path, AdapterMetadata, Path]:
+    resolve_device(config.device)
     store = open_store(config.store)
     adapter = config.adapter or default_adapter_dir(config.store)
     if not Path(adapter).exists():

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
+from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.errors import ConfigError, StoreError
 from aamflow.schemas.manifest import Manifest, load_manifest
@@ -260,6 +261,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
     or when every video failed.
     """
     out = Path(config.out)
+    resolve_device(config.device)  # a missing device is refused before anything is written
     if config.commit_only:
         index = index_store(out)
         if not config.quiet:

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.checkpoint import HEADS as HEADS_FILE
 from aamflow.schemas.checkpoint import (
@@ -117,12 +118,7 @@ RESUMABLE = {
 
 
 def _device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {name}: MPS is not available on this machine")
-    return device
+    return resolve_device(name)
 
 
 def resolve_tasks(

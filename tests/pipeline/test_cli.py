@@ -84,3 +84,54 @@ def test_bad_manifest_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_debug_log_level_shows_the_traceback(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["--log-level", "debug", "inspect", str(tmp_path)], obj={})
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "gpu"])
+def test_a_device_that_is_not_there_is_refused_before_writing(tmp_path: Path, device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that device")
+    p = fake_store(tmp_path / "f.zarr", n_videos=3, part_size=3)
+    r = run(
+        "anonymize",
+        "--store",
+        str(p),
+        "--device",
+        device,
+        "--allow-identity",
+        "--out",
+        str(tmp_path / "o.zarr"),
+    )
+    assert r.exit_code == 2 and "--device" in r.output
+    assert not (tmp_path / "o.zarr").exists()
+    r = run(
+        "extract",
+        "--manifest",
+        "data_manifest.yaml",
+        "--out",
+        str(tmp_path / "e.zarr"),
+        "--device",
+        device,
+    )
+    assert r.exit_code == 2 and "--device" in r.output and not (tmp_path / "e.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train-adapter", "--store", "S", "--epochs", "0"],
+        ["train-adapter", "--store", "S", "--arch", "nope"],
+        ["train-adapter", "--store", "S", "--tasks", "ar,dance"],
+        ["extract", "--manifest", "data_manifest.yaml", "--batch-size", "-1"],
+        ["extract", "--manifest", "data_manifest.yaml", "--encoder", "nope"],
+    ],
+)
+def test_bad_options_exit_2(tmp_path: Path, args: list[str]) -> None:
+    p = fake_store(tmp_path / "f.zarr", n_videos=3, part_size=3)
+    args = [str(p) if a == "S" else a for a in args]
+    if args[0] == "extract":
+        args += ["--out", str(tmp_path / "e.zarr")]
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert not (tmp_path / "e.zarr").exists()

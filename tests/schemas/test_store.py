@@ -217,3 +217,17 @@ def test_a_part_has_one_writer_and_stale_locks_are_taken_over(
         json.dumps({**json.loads(first.lock.file.read_text()), "pid": int(dead)})
     )
     open_part_writer(p, plan[0]).abort()
+
+
+def test_the_reader_refuses_a_part_with_a_deleted_chunk(tmp_path: Path) -> None:
+    p = fake_store(tmp_path / "f.zarr", n_videos=6, part_size=3)
+    chunk = next(
+        f
+        for f in (p / "parts" / "part-00001" / "static_features").rglob("*")
+        if f.is_file() and f.name != "zarr.json"
+    )
+    chunk.unlink()
+    with pytest.raises(StoreError, match="part part-00001, array static_features: chunk"):
+        open_store(p).video(4)
+    problems = open_store(p).validate()  # validation lists it instead of raising
+    assert any("part-00001" in x and "static_features" in x for x in problems)
