@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -130,9 +128,12 @@ def test_bad_manifest_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "o.zarr").exists()
 
 
+@pytest.mark.parametrize("point", ["staging", "1 part"])
 def test_kill_and_resume_gives_the_same_store(
-    small_manifest: Path, reference_store: Path, tmp_path: Path
+    small_manifest: Path, reference_store: Path, tmp_path: Path, point: str
 ) -> None:
+    from tests.stages.test_kill_resume import kill_when
+
     out = tmp_path / "k.zarr"
     cmd = [
         sys.executable,
@@ -147,18 +148,23 @@ def test_kill_and_resume_gives_the_same_store(
         "--part-size",
         "4",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "parts" / "part-00000" / "zarr.json").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (out / "parts" / "part-00000").exists()
-    assert not (out / "parts" / "part-00002").exists(), "the run finished before it could be killed"
+    parts = out / "parts"
+
+    def ready() -> bool:
+        if not parts.is_dir():
+            return False
+        names = [p.name for p in parts.iterdir()]
+        if point == "staging":
+            return any(n.startswith(".tmp-") for n in names)
+        return any(n.startswith("part-") for n in names)
+
+    assert kill_when(cmd, ready), "the run finished before it could be killed"
+    assert not (parts / "part-00002").exists()
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert store_content_digest(out) == store_content_digest(reference_store)
     assert open_store(out).validate(deep=True) == []
+    assert not any(p.name.startswith((".tmp-", ".lock-")) for p in parts.iterdir())
 
 
 @pytest.mark.slow
