@@ -190,10 +190,17 @@ class ZarrBackend:
     def create(self, path: Path, attrs: dict[str, Any]) -> None:
         import zarr
 
-        path.mkdir(parents=True, exist_ok=True)
-        zarr.open_group(str(path), mode="w", zarr_format=3)
-        zarr.open_group(str(path / "parts"), mode="w", zarr_format=3)
-        self.write_attrs(path, attrs)
+        # built under a temporary name and renamed: a crash never leaves a half store
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        zarr.open_group(str(tmp / "parts"), mode="w", zarr_format=3)
+        self.write_attrs(tmp, attrs)
+        try:
+            tmp.rename(path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def read_attrs(self, path: Path) -> dict[str, Any]:
         return json.loads((path / ROOT_META).read_text()).get("attributes", {})

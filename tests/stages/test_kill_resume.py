@@ -45,9 +45,10 @@ def test_anonymize_killed_then_resumed(raw: Path, tmp_path: Path, point: str) ->
     parts = out / "parts"
 
     def ready() -> bool:
-        if not parts.is_dir():
+        try:
+            names = [p.name for p in parts.iterdir()]
+        except FileNotFoundError:  # not created yet, or being created
             return False
-        names = [p.name for p in parts.iterdir()]
         if point == "staging":
             return any(n.startswith(".tmp-") for n in names)
         want = int(point.split()[0])

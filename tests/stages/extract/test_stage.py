@@ -151,9 +151,10 @@ def test_kill_and_resume_gives_the_same_store(
     parts = out / "parts"
 
     def ready() -> bool:
-        if not parts.is_dir():
+        try:
+            names = [p.name for p in parts.iterdir()]
+        except FileNotFoundError:  # not created yet, or being created
             return False
-        names = [p.name for p in parts.iterdir()]
         if point == "staging":
             return any(n.startswith(".tmp-") for n in names)
         return any(n.startswith("part-") for n in names)
