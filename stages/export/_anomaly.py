@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,15 @@ import numpy as np
 from aamflow.schemas.store import FeatureStore
 from aamflow.stages.eval.alignment import RTFM_FRAMES_PER_SEGMENT, clip_frame_labels
 
-from ._common import is_exportable, safe_name, videos_of
+from ._common import (
+    Target,
+    clip_geometry,
+    is_exportable,
+    safe_name,
+    save_npy,
+    videos_of,
+    write_text,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,4 +102,34 @@ def counts(lists: AnomalyLists) -> dict[str, Any]:
         "test_videos": len(lists.test),
         "test_abnormal": sum(v.abnormal for v in lists.test),
         "missing": list(lists.missing),
+    }
+
+
+def write_lists_and_truth(
+    target: Target,
+    store: FeatureStore,
+    lists: AnomalyLists,
+    frame_labels: dict[str, np.ndarray],
+    *,
+    list_names: tuple[str, str],
+    gt_file: str,
+    files_of: Callable[[AnomalyVideo], list[str]],
+    crops: int,
+    lengths: dict[str, int],
+) -> dict[str, Any]:
+    """Write the train/test lists (a line per feature file), the frame ground truth and
+    ``missing_files.txt``; return the export summary shared by the anomaly formats."""
+    for name, items in zip(list_names, (lists.train, lists.test), strict=True):
+        lines = "".join(f"{target.final_path(f)}\n" for v in items for f in files_of(v))
+        write_text(target.path(name), lines)
+    gt = ground_truth(store, lists.test, frame_labels)
+    save_npy(target.path(gt_file), gt)
+    write_text(target.path("missing_files.txt"), "".join(f"{m}\n" for m in lists.missing))
+    return {
+        **clip_geometry(store),
+        **counts(lists),
+        "crops": crops,
+        "frames_per_segment": 16,
+        "gt_length": int(gt.size),
+        "lengths": lengths,
     }

@@ -26,8 +26,8 @@ import numpy as np
 
 from aamflow.schemas.store import FeatureStore
 
-from ._anomaly import anomaly_lists, counts, features, ground_truth
-from ._common import EXPORTERS, Exporter, Target, clip_geometry, save_npy, write_text
+from ._anomaly import anomaly_lists, features, write_lists_and_truth
+from ._common import EXPORTERS, Exporter, Target, save_npy, write_text
 
 TRAIN_LIST = "list/ucf-i3d.list"
 TEST_LIST = "list/ucf-i3d-test.list"
@@ -59,20 +59,17 @@ def write_rtfm(
         lengths[video.id] = int(feats.shape[0])
         if video.id in test_ids:
             frame_labels[video.id] = labels
-    for name, items in ((TRAIN_LIST, lists.train), (TEST_LIST, lists.test)):
-        lines = "".join(f"{target.final_path(feature_file(v.id))}\n" for v in items)
-        write_text(target.path(name), lines)
-    gt = ground_truth(store, lists.test, frame_labels)
-    save_npy(target.path(GT_FILE), gt)
-    write_text(target.path("missing_files.txt"), "".join(f"{m}\n" for m in lists.missing))
-    summary = {
-        **clip_geometry(store),
-        **counts(lists),
-        "crops": crops,
-        "frames_per_segment": 16,
-        "gt_length": int(gt.size),
-        "lengths": lengths,
-    }
+    summary = write_lists_and_truth(
+        target,
+        store,
+        lists,
+        frame_labels,
+        list_names=(TRAIN_LIST, TEST_LIST),
+        gt_file=GT_FILE,
+        files_of=lambda v: [feature_file(v.id)],
+        crops=crops,
+        lengths=lengths,
+    )
     write_text(target.path("README.md"), _readme(target, summary))
     return summary
 

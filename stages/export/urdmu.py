@@ -27,12 +27,11 @@ import numpy as np
 
 from aamflow.schemas.store import FeatureStore
 
-from ._anomaly import AnomalyVideo, anomaly_lists, counts, features, ground_truth
+from ._anomaly import AnomalyVideo, anomaly_lists, features, write_lists_and_truth
 from ._common import (
     EXPORTERS,
     Exporter,
     Target,
-    clip_geometry,
     link_or_copy,
     save_npy,
     write_text,
@@ -74,20 +73,17 @@ def write_urdmu(
         lengths[video.id] = int(feats.shape[0])
         if video.id in test_ids:
             frame_labels[video.id] = labels
-    for name, items in ((TRAIN_LIST, lists.train), (TEST_LIST, lists.test)):
-        lines = "".join(f"{target.final_path(f)}\n" for v in items for f in crop_files(v, crops))
-        write_text(target.path(name), lines)
-    gt = ground_truth(store, lists.test, frame_labels)
-    save_npy(target.path(GT_FILE), gt)
-    write_text(target.path("missing_files.txt"), "".join(f"{m}\n" for m in lists.missing))
-    summary = {
-        **clip_geometry(store),
-        **counts(lists),
-        "crops": crops,
-        "frames_per_segment": 16,
-        "gt_length": int(gt.size),
-        "lengths": lengths,
-    }
+    summary = write_lists_and_truth(
+        target,
+        store,
+        lists,
+        frame_labels,
+        list_names=(TRAIN_LIST, TEST_LIST),
+        gt_file=GT_FILE,
+        files_of=lambda v: crop_files(v, crops),
+        crops=crops,
+        lengths=lengths,
+    )
     write_text(target.path("README.md"), _readme(target, summary))
     return summary
 
