@@ -66,8 +66,14 @@ def _decode_messages(
     }
 
     def emit(clips: list[int]) -> dict[str, Any]:
-        x = torch.stack([torch.cat([buf[int(f)] for f in plan.frame_idx[c]], dim=1) for c in clips])
         sel = np.asarray(clips)
+        idx = plan.frame_idx[sel]  # [n, T]
+        # each distinct frame is copied once, then clips are gathered by index (dense
+        # windows overlap: one frame belongs to up to clip_len / dense_stride clips)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        frames = torch.cat([buf[int(f)] for f in uniq], dim=1)  # [3, U, S, S]
+        gather = torch.from_numpy(inverse.reshape(idx.shape))
+        x = frames[:, gather].permute(1, 0, 2, 3, 4).contiguous()  # [n, 3, T, S, S]
         t0 = np.array([times[int(plan.frame_idx[c][0])] for c in clips])
         t1 = np.array([times[int(plan.frame_idx[c][-1])] for c in clips]) + 1.0 / info.fps
         return {
