@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from .backends import _base
 from .backends._base import BACKENDS, Backend
 from .errors import StoreError
 from .layout import (
@@ -493,11 +492,6 @@ def committed_parts(path: str | Path) -> set[str]:
     return set(detect_backend(p).committed_parts(p))
 
 
-def delete_part(path: str | Path, name: str) -> None:
-    p = Path(path)
-    detect_backend(p).delete_part(p, name)
-
-
 def remove_store(path: str | Path) -> None:
     """Delete a whole store; refuses anything that is not an aamflow store."""
     import shutil
@@ -903,7 +897,7 @@ __all__ = [
     "PartWriter",
     "VideoRecord",
     "VideoView",
-    "_base",
+    "committed_parts",
     "create_store",
     "detect_backend",
     "frame_labels_for",

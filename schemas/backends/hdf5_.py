@@ -219,13 +219,6 @@ class HDF5Backend:
     def open_part(self, path: Path, name: str) -> _H5Part:
         return _H5Part(_parts_dir(path) / f"{name}.h5")
 
-    def delete_part(self, path: Path, name: str) -> None:
-        (_parts_dir(path) / f"{name}.h5").unlink(missing_ok=True)
-
-    def clear_staging(self, path: Path) -> None:
-        for p in _parts_dir(path).glob(".tmp-*"):
-            p.unlink(missing_ok=True)
-
     def finalize(self, path: Path, parts: list[str]) -> None:
         # external links make the root file open as the whole store in plain h5py
         self._write_root(path, self.read_attrs(path), parts)

@@ -129,9 +129,14 @@ class _ZarrPartWriter:
         attrs["rows"] = dict(self.rows)
         attrs["sha256"] = {k: h.hexdigest() for k, h in self.hashes.items()}
         self.group.attrs.update({"aamflow_part": attrs})
-        if self.final.exists():  # an older committed copy: replaced only on --overwrite paths
-            shutil.rmtree(self.final)
+        trash = None
+        if self.final.exists():  # an older committed copy (--overwrite): moved aside first,
+            # so the final name never holds half a part
+            trash = self.final.with_name(f".del-{self.final.name}-{uuid.uuid4().hex[:8]}")
+            self.final.rename(trash)
         self.staging.rename(self.final)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -233,21 +238,6 @@ class ZarrBackend:
 
     def open_part(self, path: Path, name: str) -> _ZarrPart:
         return _ZarrPart(path / "parts" / name)
-
-    def delete_part(self, path: Path, name: str) -> None:
-        target = path / "parts" / name
-        if target.exists():
-            # rename first so a crash mid-delete never leaves a half part under a final name
-            trash = target.with_name(f".del-{name}-{uuid.uuid4().hex[:8]}")
-            target.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-
-    def clear_staging(self, path: Path) -> None:
-        parts = path / "parts"
-        if parts.is_dir():
-            for p in parts.iterdir():
-                if p.name.startswith((".tmp-", ".del-")):
-                    shutil.rmtree(p, ignore_errors=True)
 
     def finalize(self, path: Path, parts: list[str]) -> None:
         pass

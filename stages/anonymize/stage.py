@@ -30,6 +30,7 @@ from aamflow.schemas.store import (
     PartPlan,
     PartWriter,
     backend_for,
+    committed_parts,
     create_store,
     detect_backend,
     index_store,
@@ -246,7 +247,7 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
             attrs = existing.read_attrs(out)  # resume: keep the output's own uuid
             attrs["aamflow"]["index"] = None
     create_store(out, attrs, fmt=fmt, exist_ok=True)
-    done = detect_backend(out).committed_parts(out)
+    done = committed_parts(out)
     plan = store_plan(config.store)
     todo = [p for p in select_slice(plan, config.part_slice) if p.name not in done]
     task = functools.partial(
@@ -273,7 +274,7 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         "parts_skipped": len(plan) - len(todo) if config.part_slice is None else None,
         "clips": sum(r["clips"] for r in results),
     }
-    if set(detect_backend(out).committed_parts(out)) >= {p.name for p in plan}:
+    if committed_parts(out) >= {p.name for p in plan}:
         index_store(out)
         summary["indexed"] = True
     else:

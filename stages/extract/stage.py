@@ -26,6 +26,7 @@ from aamflow.schemas.errors import ConfigError, StoreError
 from aamflow.schemas.manifest import Manifest, load_manifest
 from aamflow.schemas.store import (
     PartPlan,
+    committed_parts,
     create_store,
     detect_backend,
     frame_labels_for,
@@ -281,7 +282,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
                 f"{out}: exists and was extracted from another manifest; use --overwrite or another --out"
             )
     create_store(out, attrs, fmt=config.fmt, exist_ok=True)
-    done = set(detect_backend(out).committed_parts(out))
+    done = committed_parts(out)
     mine = select_slice(plan, config.part_slice)
     todo = [p for p in mine if config.overwrite or p.name not in done]
     n_videos = sum(p.stop - p.start for p in todo)
@@ -328,7 +329,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
 
             results = run_tasks(task, todo, cluster, on_done=done_cb)
     seconds = time.perf_counter() - t0
-    committed = set(detect_backend(out).committed_parts(out))
+    committed = committed_parts(out)
     summary: dict[str, Any] = {
         "out": str(out),
         "parts_written": len(results),
