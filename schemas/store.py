@@ -653,9 +653,20 @@ class FeatureStore:
             self._parts[name] = part
         return self._parts[name]
 
+    @cached_property
+    def _table_offsets(self) -> dict[str, np.ndarray]:
+        """Global row of each part's first row, per table (computed once, not per video)."""
+        return {
+            t: np.concatenate([[0], np.cumsum([c[t] for c in self.part_counts])]).astype(np.int64)
+            for t in ("videos", "clips", "static", "segments", "frames")
+        }
+
+    @cached_property
+    def _part_index(self) -> dict[str, int]:
+        return {name: k for k, name in enumerate(self.part_names)}
+
     def _offsets(self, table: str) -> np.ndarray:
-        counts = [c[table] for c in self.part_counts]
-        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return self._table_offsets[table]
 
     def read(self, name: str) -> np.ndarray:
         """One array concatenated over all parts, as numpy."""
@@ -782,7 +793,7 @@ class FeatureStore:
         """Features and labels of the video at global row ``row``."""
         v = self.videos.loc[row]
         part = self._part(v["part"])
-        k = self.part_names.index(v["part"])
+        k = self._part_index[v["part"]]
         local = {
             t: int(v[f"{col}_start"]) - int(self._offsets(t)[k])
             for t, col in (
