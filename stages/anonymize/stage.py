@@ -52,13 +52,19 @@ def default_output(store: Path, fmt: str | None) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
+def _checkpoint(adapter_dir: str) -> tuple[dict[str, Any], AdapterMetadata, dict[str, Any]]:
+    """Read and verify a checkpoint once per process (the checks and the AAM share it)."""
+    return load_checkpoint(adapter_dir)
+
+
+@functools.lru_cache(maxsize=4)
 def _load_adapter(adapter_dir: str, device: str) -> Any:
     """Build the AAM once per worker process."""
     import torch
 
     from aamflow.stages.models.aam import build_aam
 
-    state, meta, _ = load_checkpoint(adapter_dir)
+    state, meta, _ = _checkpoint(adapter_dir)
     module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
     try:
         module.load_state_dict(state)
@@ -187,7 +193,7 @@ def _check_inputs(config: AnonymizeConfig) -> tuple[Any, Path, AdapterMetadata, 
         raise CheckpointError(
             f"{adapter}: no adapter checkpoint; run `aamflow train-adapter --store {config.store}` or pass --adapter"
         )
-    _, meta, _ = load_checkpoint(adapter)
+    _, meta, _ = _checkpoint(str(adapter))
     check_compatible(meta, store.encoder, store.feature_dim, str(adapter))
     prov = store.provenance
     if (
