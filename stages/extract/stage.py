@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,21 @@ def _encode(enc: Any, x: Any, device: str, precision: str) -> np.ndarray:
     return out.float().cpu().numpy()
 
 
+@functools.lru_cache(maxsize=2)
+def _manifest_at(path: str, stamp: tuple[int, int]) -> Manifest:
+    return load_manifest(path)
+
+
+def _manifest(path: str | Path) -> Manifest:
+    """The manifest, parsed once per process rather than once per part (a worker runs
+    many parts); keyed on the file's mtime and size so an edited manifest is re-read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return load_manifest(path)  # raises the one-line "manifest not found" error
+    return _manifest_at(str(path), (st.st_mtime_ns, st.st_size))
+
+
 class _Batcher:
     """Groups clip tensors from consecutive videos into encoder batches of ``size`` clips."""
 
@@ -114,7 +130,7 @@ def extract_part(
     """Extract the videos of one part and commit it; returns its counts."""
     from .stream import VideoJob, stream_videos
 
-    manifest = load_manifest(manifest_path)
+    manifest = _manifest(manifest_path)
     enc = _encoder(encoder, encoder_options, device, precision)
     entries = manifest.videos[plan.start : plan.stop]
     spaces = manifest.label_spaces
@@ -270,7 +286,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
                 f"indexed {out}: {index['totals']['videos']} videos, {index['totals']['clips']} clips"
             )
         return {"out": str(out), "indexed": True, "exit_code": 0}
-    manifest = load_manifest(config.manifest)
+    manifest = _manifest(config.manifest)
     plan = plan_parts(len(manifest.videos), config.part_size)
     attrs = _store_attrs(config, manifest, plan)
     if out.exists() and config.overwrite and config.part_slice is None:
