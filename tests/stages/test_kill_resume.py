@@ -30,6 +30,18 @@ def kill_when(cmd: list[str], ready, timeout: float = 120) -> bool:
     return not finished
 
 
+def reached(parts: Path, point: str) -> bool:
+    """Has a run writing into ``parts`` reached ``point``: "staging" (a part is being
+    written) or "N part(s)" (N parts committed)?"""
+    try:
+        names = [p.name for p in parts.iterdir()]
+    except FileNotFoundError:  # not created yet, or being created
+        return False
+    if point == "staging":
+        return any(n.startswith(".tmp-") for n in names)
+    return sum(n.startswith("part-") for n in names) >= int(point.split()[0])
+
+
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = fake_store(tmp_path_factory.mktemp("raw") / "f.zarr", n_videos=40, dim=64, part_size=5)
@@ -44,17 +56,9 @@ def test_anonymize_killed_then_resumed(raw: Path, tmp_path: Path, point: str) ->
     out = tmp_path / "k.zarr"
     parts = out / "parts"
 
-    def ready() -> bool:
-        try:
-            names = [p.name for p in parts.iterdir()]
-        except FileNotFoundError:  # not created yet, or being created
-            return False
-        if point == "staging":
-            return any(n.startswith(".tmp-") for n in names)
-        want = int(point.split()[0])
-        return sum(n.startswith("part-") for n in names) >= want
-
-    killed = kill_when([*CLI, "anonymize", "--store", str(raw), "--out", str(out)], ready)
+    killed = kill_when(
+        [*CLI, "anonymize", "--store", str(raw), "--out", str(out)], lambda: reached(parts, point)
+    )
     assert killed, "the run finished before the kill point"
     r = subprocess.run(
         [*CLI, "anonymize", "--store", str(raw), "--out", str(out)], capture_output=True, text=True

@@ -132,7 +132,7 @@ def test_bad_manifest_writes_nothing(tmp_path: Path) -> None:
 def test_kill_and_resume_gives_the_same_store(
     small_manifest: Path, reference_store: Path, tmp_path: Path, point: str
 ) -> None:
-    from tests.stages.test_kill_resume import kill_when
+    from tests.stages.test_kill_resume import kill_when, reached
 
     out = tmp_path / "k.zarr"
     cmd = [
@@ -150,16 +150,9 @@ def test_kill_and_resume_gives_the_same_store(
     ]
     parts = out / "parts"
 
-    def ready() -> bool:
-        try:
-            names = [p.name for p in parts.iterdir()]
-        except FileNotFoundError:  # not created yet, or being created
-            return False
-        if point == "staging":
-            return any(n.startswith(".tmp-") for n in names)
-        return any(n.startswith("part-") for n in names)
-
-    assert kill_when(cmd, ready), "the run finished before it could be killed"
+    assert kill_when(cmd, lambda: reached(parts, point)), (
+        "the run finished before it could be killed"
+    )
     assert not (parts / "part-00002").exists()
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
