@@ -23,7 +23,7 @@ def encoder_only(args: argparse.Namespace, n_clips: int, input_size: int) -> flo
     from aamflow.stages.extract.stage import _encode, _encoder
 
     opts = {"config": args.encoder_config} if args.encoder_config else {}
-    enc = _encoder(args.encoder, json.dumps(opts, sort_keys=True), args.device, args.precision)
+    enc = _encoder(args.encoder, json.dumps(opts, sort_keys=True), args.device)
     frames = torch.randint(0, 255, (16, input_size, input_size, 3), dtype=torch.uint8).numpy()
     x = enc.preprocess(frames).unsqueeze(0).repeat(args.batch_size, 1, 1, 1, 1)
     if args.device.startswith("cuda"):

@@ -45,7 +45,7 @@ log = logging.getLogger("aamflow.extract")
 
 
 @functools.lru_cache(maxsize=2)
-def _encoder(name: str, options_json: str, device: str, precision: str) -> Any:
+def _encoder(name: str, options_json: str, device: str) -> Any:
     """Build the encoder once per process (a worker reuses it for all its parts)."""
     from .encoders import create_encoder
 
@@ -131,7 +131,7 @@ def extract_part(
     from .stream import VideoJob, stream_videos
 
     manifest = _manifest(manifest_path)
-    enc = _encoder(encoder, encoder_options, device, precision)
+    enc = _encoder(encoder, encoder_options, device)
     entries = manifest.videos[plan.start : plan.stop]
     spaces = manifest.label_spaces
     jobs = [
@@ -249,9 +249,7 @@ def _record(entry: Any, row: int, spaces: Any, st: dict[str, Any], manifest: Man
 
 
 def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]) -> dict[str, Any]:
-    enc = _encoder(
-        config.encoder, json.dumps(config.encoder_options(), sort_keys=True), "cpu", "fp32"
-    )
+    enc = _encoder(config.encoder, json.dumps(config.encoder_options(), sort_keys=True), "cpu")
     identity = enc.identity.to_dict()
     if identity.get("clip_len") and identity["clip_len"] != manifest.sampling.clip_len:
         raise ConfigError(

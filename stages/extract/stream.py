@@ -47,8 +47,9 @@ def _decode_messages(
     needed = np.unique(np.concatenate([plan.frame_idx.ravel(), static_frames]))
     # the last clip that uses each frame: frames are dropped from the buffer after it
     last_use = np.full(n, -1, np.int64)
-    for i, row in enumerate(plan.frame_idx):
-        last_use[row] = i
+    np.maximum.at(
+        last_use, plan.frame_idx.ravel(), np.repeat(np.arange(len(plan)), plan.frame_idx.shape[1])
+    )
     buf: dict[int, torch.Tensor] = {}
     times: dict[int, float] = {}
     static: dict[int, torch.Tensor] = {}
