@@ -6,10 +6,15 @@ GPU-resident step loop, which is what a resident run does every epoch). On a sma
 scaled-down cache; the projection is linear in the number of videos because a step's cost
 depends only on the batch, not on the cache size.
 
+Baseline, measured in the same run: the AAM alone (forward, a plain sum, backward and the
+AdamW step) on a pre-built tensor with as many rows as a full step stacks, in the same
+precision. The ratio of the two says what sampling, the heads and the loss terms cost on top
+of the adapter itself.
+
     python benchmarks/train.py                       # CPU, 2048-video cache
     python benchmarks/train.py --device cuda --videos 240000 --precision bf16
 
-It prints one line to paste into benchmarks/RESULTS.md.
+It prints one line to paste into benchmarks/RESULTS.md, then the baseline and the ratio.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import time
 
 import torch
 
+from aamflow.stages.models.aam import build_aam
 from aamflow.stages.train.config import TrainConfig
-from aamflow.stages.train.data import TrainData
+from aamflow.stages.train.data import TrainData, epoch_orders, plan_steps, sample_step
 from aamflow.stages.train.stage import amp_dtype, build_model, train_one_epoch
 
 K400_VIDEOS = 240_000
@@ -56,6 +62,55 @@ def random_cache(
         ad_label=empty,
         videos=videos,
     )
+
+
+def step_rows(data: TrainData, config: TrainConfig, device: torch.device) -> tuple[int, int]:
+    """(steps per epoch, rows the AAM sees per step) of an epoch over ``data``."""
+    plan = plan_steps(data, config.batch_size, config.tasks or ())
+    gen = torch.Generator(device=device).manual_seed(1)
+    batch = sample_step(data, epoch_orders(data, plan, gen), 0, gen)
+    return plan.steps, int(batch.x.shape[0])
+
+
+def aam_only(
+    config: TrainConfig,
+    dim: int,
+    rows: int,
+    steps: int,
+    epochs: int,
+    amp: torch.dtype | None,
+    device: torch.device,
+) -> float:
+    """Seconds per step of the AAM alone: forward, a plain sum, backward and the AdamW step
+    (fused on CUDA, as train-adapter builds it) on a fixed ``[rows, dim]`` batch, under the
+    same autocast and grad scaler as a full step. One epoch of ``steps`` warms up, then
+    ``epochs`` epochs are timed."""
+    aam = build_aam(config.arch, dim, **config.hparams).to(device)
+    opt = torch.optim.AdamW(
+        aam.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=device.type == "cuda",
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+    x = torch.randn(rows, dim, device=device)
+
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        total = torch.zeros((), device=device)
+        for _ in range(n):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                loss = aam(x).float().sum()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total += loss.detach()
+        total.item()  # wait for the device
+        return time.perf_counter() - t0
+
+    run(steps)  # warm-up
+    return run(steps * epochs) / (steps * epochs)
 
 
 def main() -> None:
@@ -102,6 +157,10 @@ def main() -> None:
         v, s = epoch()
         done, seconds = done + v, seconds + s
     vps = done / seconds
+    steps, rows = step_rows(data, cfg, device)
+    step_s = seconds / (steps * args.epochs)
+    base_s = aam_only(cfg, args.dim, rows, steps, args.epochs, amp, device)
+    base_vps = done / (steps * args.epochs) / base_s  # same videos per step as the full step
     projected_h = EPOCHS * K400_VIDEOS / vps / 3600
     cache_gb = K400_VIDEOS * (args.static + 15) * args.dim * 4 / 1e9
     if device.type == "cuda":
@@ -117,7 +176,16 @@ def main() -> None:
         f"(cache {args.videos:,} videos = {scale:.1%} of K400; "
         f"a resident K400 cache with 15 clips/video needs {cache_gb:.0f} GB)"
     )
-    if not math.isfinite(vps):
+    print(
+        f"samples/s (rows through the AAM, {rows} per step): train step {rows / step_s:,.0f} | "
+        f"AAM-only step {rows / base_s:,.0f}"
+    )
+    print(
+        f"AAM-only step (forward + sum + backward + AdamW, [{rows}, {args.dim}] batch, "
+        f"{args.precision}): {base_vps:,.0f} videos/s | train step {vps:,.0f} videos/s"
+    )
+    print(f"ratio train step / AAM-only step: {vps / base_vps:.2f}")
+    if not (math.isfinite(vps) and math.isfinite(base_vps)):
         raise SystemExit(1)
 
 

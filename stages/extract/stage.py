@@ -83,11 +83,17 @@ def _manifest(path: str | Path) -> Manifest:
 
 
 class _Batcher:
-    """Groups clip tensors from consecutive videos into encoder batches of ``size`` clips."""
+    """Groups clip tensors from consecutive videos into encoder batches of ``size`` clips.
 
-    def __init__(self, size: int, run: Callable[[Any], np.ndarray]) -> None:
+    With ``pin`` (a CUDA encoder) the batch is assembled in pinned memory, so its copy to
+    the device is asynchronous; a plain ``torch.cat`` would land in pageable memory even
+    when the loader pinned every piece.
+    """
+
+    def __init__(self, size: int, run: Callable[[Any], np.ndarray], pin: bool = False) -> None:
         self.size = size
         self.run = run
+        self.pin = pin
         self.items: list[tuple[Any, Any]] = []
         self.count = 0
 
@@ -101,7 +107,12 @@ class _Batcher:
             return []
         import torch
 
-        xs = torch.cat([x for _, x in self.items])
+        parts = [x for _, x in self.items]
+        if self.pin:
+            shape = (sum(len(x) for x in parts), *parts[0].shape[1:])
+            xs = torch.cat(parts, out=torch.empty(shape, dtype=parts[0].dtype, pin_memory=True))
+        else:
+            xs = torch.cat(parts)
         feats = np.concatenate(
             [self.run(xs[i : i + self.size]) for i in range(0, len(xs), self.size)]
         )
@@ -143,7 +154,9 @@ def extract_part(
     next_write = 0
     failed = clips = 0
     start = time.perf_counter()
-    batcher = _Batcher(batch_size, lambda x: _encode(enc, x, device, precision))
+    batcher = _Batcher(
+        batch_size, lambda x: _encode(enc, x, device, precision), pin=device.startswith("cuda")
+    )
 
     def absorb(results: list[tuple[Any, np.ndarray]]) -> None:
         for (k, kind, meta), feats in results:
