@@ -265,6 +265,14 @@ def extract(quiet: bool, **opts: Any) -> None:
     show_default=True,
     help="Weight of the privacy loss L_B (maximised).",
 )
+@click.option(
+    "--privacy-loss",
+    type=click.Choice(["ntxent", "xcov"]),
+    default="ntxent",
+    show_default=True,
+    help="Form of L_B: the paper's NT-Xent, or xcov (minus the cross-covariance of two "
+    "static clips of a video; the demo's, see the README).",
+)
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:1.")
 @click.option(
     "--precision",
@@ -285,9 +293,9 @@ def extract(quiet: bool, **opts: Any) -> None:
 def train_adapter(quiet: bool, **opts: Any) -> None:
     """Train the Anonymizing Adapter Module on a store's cached latents.
 
-    Objective: w_lc*L_LC + w_t*L_T - w_b*L_B, where L_B is NT-Xent between two static
-    clips of the same video (maximised), L_LC the MSE to the input, and L_T the losses of
-    co-trained AR/TAD/AD heads.
+    Objective: w_lc*L_LC + w_t*L_T - w_b*L_B, where L_B compares two static clips of the
+    same video (maximised; NT-Xent or minus their cross-covariance, --privacy-loss), L_LC
+    is the MSE to the input, and L_T the losses of co-trained AR/TAD/AD heads.
     """
     from aamflow.stages.train.config import TrainConfig
     from aamflow.stages.train.stage import run_train

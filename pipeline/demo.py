@@ -16,8 +16,15 @@ from typing import Any
 from aamflow.schemas.errors import ConfigError
 
 # Adapter settings used by the demo, chosen by the measurements in the README.
-DEMO_TRAIN = {"epochs": 60, "batch_size": 256, "lr": 1e-3, "w_lc": 10.0}
-TINY_TRAIN = {"epochs": 8, "batch_size": 64, "lr": 1e-3, "w_lc": 10.0}
+DEMO_TRAIN = {
+    "epochs": 60,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "w_lc": 10.0,
+    "privacy_loss": "xcov",
+    "w_b": 100.0,
+}
+TINY_TRAIN = {**DEMO_TRAIN, "epochs": 8, "batch_size": 64}
 
 
 @dataclass(frozen=True, kw_only=True)

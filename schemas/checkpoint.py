@@ -40,6 +40,7 @@ class AdapterMetadata:
     encoder: dict[str, Any]
     train_store_uuid: str
     loss_weights: dict[str, float]
+    privacy_loss: str = "ntxent"  # the form of L_B (stages.models.losses.PRIVACY_LOSSES)
     tasks: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     batch_dependent: bool = False

@@ -1,5 +1,9 @@
-"""The three AAM training objectives: privacy L_B (NT-Xent, maximised), latent consistency
-L_LC (MSE) and their combination with the task loss L_T.
+"""The three AAM training objectives: privacy L_B (maximised), latent consistency L_LC (MSE)
+and their combination with the task loss L_T.
+
+L_B compares the AAM outputs of two static clips of each video, in one of two forms
+(``PRIVACY_LOSSES``): the paper's NT-Xent, or minus their paired cross-covariance, which a
+per-clip attacker cannot be fooled by (see ``paired_cross_covariance``).
 
 All functions return 0-d tensors and never synchronise with the host, so they can run
 inside a CUDA training step; similarities are computed in float32 even under autocast.
@@ -13,6 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+PRIVACY_LOSSES = ("ntxent", "xcov")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +63,22 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
         idx = torch.arange(n, device=z.device)
         targets = torch.cat([idx + n, idx])
         return F.cross_entropy(sim, targets)
+
+
+def paired_cross_covariance(a: Tensor, b: Tensor) -> Tensor:
+    """Covariance shared by paired rows: ``mean_i <a_i - m, b_i - m> / D``, ``m`` the mean of
+    all ``2B`` rows (0-d, float32).
+
+    For two static clips of each video, its expectation is the between-video variance of
+    the per-video mean output: >= 0, and 0 only when the output's mean carries nothing
+    specific to the video (its appearance). Being unnormalised, it cannot be lowered by
+    amplifying what differs *within* a video (pose), which is how an AAM wins NT-Xent
+    without removing appearance.
+    """
+    with torch.autocast(a.device.type, enabled=False):
+        a, b = a.float(), b.float()
+        m = torch.cat([a, b]).mean(0)
+        return ((a - m) * (b - m)).sum(1).mean() / a.shape[1]
 
 
 def latent_consistency(out: Tensor, z: Tensor) -> Tensor:

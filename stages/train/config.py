@@ -92,6 +92,9 @@ class TrainConfig:
     # stop maximising L_B at ln(2B - 1), where positives are as similar as negatives:
     # beyond it the adapter anti-aligns a video's static clips, destroying features
     lb_cap: bool = True
+    # L_B's form: "ntxent" (the paper's) or "xcov" (minus the paired cross-covariance of two
+    # static clips, relative to the latent variance; see stages.models.losses)
+    privacy_loss: str = "ntxent"
     device: str = "cpu"
     precision: str = "fp32"
     memory_budget: int = 4 * 10**9  # bytes of latents kept on the device; beyond: streaming
@@ -112,6 +115,7 @@ class TrainConfig:
 
     def _validate(self) -> None:
         from aamflow.stages.models.aam import AAM_ARCHS
+        from aamflow.stages.models.losses import PRIVACY_LOSSES
 
         if self.arch not in AAM_ARCHS:
             raise ConfigError(
@@ -142,6 +146,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value!r}")
+        if self.privacy_loss not in PRIVACY_LOSSES:
+            raise ConfigError(
+                f"--privacy-loss {self.privacy_loss!r}: valid: {', '.join(PRIVACY_LOSSES)}"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision!r}: valid: {', '.join(PRECISIONS)}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):

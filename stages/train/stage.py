@@ -4,9 +4,12 @@ Objective per step (``stages.models.losses``)::
 
     L = w_lc * L_LC + w_t * L_T - w_b * L_B
 
-- **L_B** (privacy, maximised): NT-Xent (cosine, temperature 0.1) between the AAM outputs
-  of two distinct static clips of each of the step's videos; the other videos of the step
-  are the negatives. No private labels are used.
+- **L_B** (privacy, maximised), on the AAM outputs of two distinct static clips of each of
+  the step's videos; no private labels are used. ``privacy_loss="ntxent"`` (the paper's):
+  NT-Xent (cosine, temperature 0.1), the step's other videos as negatives, capped at
+  ln(2B - 1) (``lb_cap``). ``"xcov"``: minus the two clips' cross-covariance relative to
+  the latent variance, i.e. the share of a video's static output that both clips have in
+  common (0 when nothing video-specific is left).
 - **L_LC** (latent consistency): MSE between AAM(z) and z over every latent the AAM sees in
   the step: both static clips and one random clip of each L_B video, and the task clips
   below (padded TAD timesteps excluded). Static clips are included on purpose: without
@@ -66,7 +69,12 @@ from aamflow.stages.models._training import set_input_stats
 from aamflow.stages.models.aam import build_aam
 from aamflow.stages.models.ad_head import mil_ranking_loss
 from aamflow.stages.models.heads import HEADS, ar_loss
-from aamflow.stages.models.losses import LossWeights, nt_xent, total_objective
+from aamflow.stages.models.losses import (
+    LossWeights,
+    nt_xent,
+    paired_cross_covariance,
+    total_objective,
+)
 from aamflow.stages.models.tad_head import tad_loss, tad_targets
 
 from .config import TASK_HEADS, TrainConfig
@@ -237,7 +245,11 @@ def train_step(
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         y = model.aam(batch.x)
         split = dict(zip(batch.sizes, y.split(list(batch.sizes.values())), strict=True))
-        l_b = nt_xent(split["static_a"], split["static_b"], config.temperature)
+        a, b = split["static_a"], split["static_b"]
+        if config.privacy_loss == "xcov":
+            l_b = -paired_cross_covariance(a, b) * model.lc_scale
+        else:
+            l_b = nt_xent(a, b, config.temperature)
         sq = (y.float() - batch.x.float()).pow(2).mean(1)
         l_lc = (sq * batch.lc_weight).sum() / batch.lc_weight.sum() * model.lc_scale
         task = {"ar": zero, "tad": zero, "ad": zero}
@@ -253,9 +265,8 @@ def train_step(
             task["ad"] = mil_ranking_loss(model.heads["ad"](bags), batch.ad_label)
         l_t = task["ar"] + task["tad"] + task["ad"]
         l_b_obj = l_b
-        if config.lb_cap:
-            n = split["static_a"].shape[0]
-            l_b_obj = torch.clamp(l_b, max=math.log(2 * n - 1))
+        if config.lb_cap and config.privacy_loss == "ntxent":
+            l_b_obj = torch.clamp(l_b, max=math.log(2 * a.shape[0] - 1))
         total = total_objective(l_lc, l_t, l_b_obj, config.w_lc, config.w_t, config.w_b)
     model.optimizer.zero_grad(set_to_none=True)
     model.scaler.scale(total).backward()
@@ -580,6 +591,7 @@ def publish(
         encoder=store.encoder,
         train_store_uuid=store.uuid,
         loss_weights=LossWeights(lc=config.w_lc, t=config.w_t, b=config.w_b).to_dict(),
+        privacy_loss=config.privacy_loss,
         tasks=list(model.heads),
         metrics=metrics,
         batch_dependent=bool(model.aam.batch_dependent),

@@ -1,4 +1,5 @@
-"""The AAM objectives: NT-Xent as SimCLR defines it, and the sign of the privacy term."""
+"""The AAM objectives: NT-Xent as SimCLR defines it, the paired cross-covariance, and the sign
+of the privacy term."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aamflow.stages.models.losses import (
     LossWeights,
     latent_consistency,
     nt_xent,
+    paired_cross_covariance,
     total_objective,
 )
 
@@ -81,3 +83,45 @@ def test_latent_consistency_is_mse():
     z = torch.randn(4, 8)
     assert latent_consistency(z, z).item() == 0.0
     assert latent_consistency(z + 2, z).item() == pytest.approx(4.0)
+
+
+def _static_pairs(n: int, d: int, appearance: float, pose: float, seed: int = 0):
+    """Two static clips per video: a shared appearance vector plus independent pose."""
+    g = torch.Generator().manual_seed(seed)
+    video = appearance * torch.randn(n, d, generator=g)
+    return video + pose * torch.randn(n, d, generator=g), video + pose * torch.randn(
+        n, d, generator=g
+    )
+
+
+def test_paired_cross_covariance_is_the_variance_a_videos_clips_share() -> None:
+    a, b = _static_pairs(4096, 16, appearance=2.0, pose=1.0)
+    assert float(paired_cross_covariance(a, b)) == pytest.approx(4.0, rel=0.05)
+    # nothing shared (appearance removed): about zero, whatever the pose
+    a0, b0 = _static_pairs(4096, 16, appearance=0.0, pose=3.0)
+    assert abs(float(paired_cross_covariance(a0, b0))) < 0.1
+
+
+def test_amplifying_pose_wins_nt_xent_but_not_the_cross_covariance() -> None:
+    """Why the demo uses ``xcov``: scaling up what differs within a video pushes NT-Xent
+    toward its maximum ln(2B - 1) with the appearance intact; the cross-covariance of the
+    same clips does not move, so only removing appearance lowers it."""
+    n = 256
+    a, b = _static_pairs(n, 32, appearance=1.0, pose=0.3)
+    g = torch.Generator().manual_seed(1)
+    extra_a, extra_b = (3.0 * torch.randn(n, 32, generator=g) for _ in range(2))
+    assert float(nt_xent(a + extra_a, b + extra_b)) > float(nt_xent(a, b)) + 2.0
+    assert float(nt_xent(a + extra_a, b + extra_b)) > 0.9 * math.log(2 * n - 1)
+    before = float(paired_cross_covariance(a, b))
+    after = float(paired_cross_covariance(a + extra_a, b + extra_b))
+    assert after == pytest.approx(before, abs=0.15)
+
+
+def test_paired_cross_covariance_is_float32_and_differentiable_under_autocast() -> None:
+    a, b = _static_pairs(8, 4, appearance=1.0, pose=1.0)
+    a.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = paired_cross_covariance(a.bfloat16(), b.bfloat16())
+    assert value.dtype == torch.float32 and value.dim() == 0
+    value.backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all()

@@ -28,6 +28,7 @@ def test_defaults_are_the_papers() -> None:
         ("arch", "transformer9000", "unknown AAM architecture"),
         ("tasks", ("ar", "pose"), "unknown task 'pose'"),
         ("precision", "fp8", "--precision"),
+        ("privacy_loss", "mine", "--privacy-loss 'mine': valid: ntxent, xcov"),
         ("device", "gpu", "--device"),
         ("val_every", 0, "--val-every"),
         ("seed", -1, "--seed"),

@@ -58,6 +58,30 @@ def test_short_run_lowers_the_objective_and_writes_a_loadable_adapter(
     assert heads["ar.weight"].shape == (4, 32)
 
 
+def test_the_cross_covariance_objective_lowers_what_a_videos_static_clips_share(
+    train_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "adapter"
+    run_train(
+        TrainConfig(
+            store=train_store,
+            out=out,
+            epochs=15,
+            lr=1e-3,
+            w_lc=10.0,
+            w_b=100.0,
+            privacy_loss="xcov",
+            val_every=15,
+            **FAST,
+        )
+    )
+    log = losses(out)
+    # L_B = -(shared covariance / latent variance): maximising it drives it up toward 0
+    assert log[0]["l_b"] < 0 and log[-1]["l_b"] > 0.5 * log[0]["l_b"]
+    _, meta, _ = load_checkpoint(out)
+    assert meta.privacy_loss == "xcov" and meta.loss_weights["b"] == 100.0
+
+
 def test_resume_continues_exactly_where_it_stopped(train_store: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     run_train(TrainConfig(store=train_store, out=a, epochs=2, **FAST))
