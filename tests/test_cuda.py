@@ -309,16 +309,18 @@ def test_extract_builtin_in_bf16_matches_the_cpu_in_fp32(
 
 def test_videomae_in_bf16_gives_finite_features_of_its_width() -> None:
     from aamflow.stages.extract.encoders import create_encoder
-    from aamflow.stages.extract.stage import _encode, _encoder
+    from aamflow.stages.extract.stage import _encode_pixels, _encoder
 
     enc = _encoder("videomae", json.dumps({"config": "tiny"}), DEVICE)
     t, dim = enc.identity.clip_len, enc.identity.dim
     rng = np.random.default_rng(0)
-    x = torch.stack(
-        [enc.preprocess(rng.integers(0, 256, (t, 40, 56, 3), dtype=np.uint8)) for _ in range(5)]
-    )
-    bf16 = _encode(enc, x, DEVICE, "bf16")  # the path extract runs
-    fp32 = _encode(enc, x, DEVICE, "fp32")
+    frames = [rng.integers(0, 256, (t, 40, 56, 3), dtype=np.uint8) for _ in range(5)]
+    x = torch.stack([enc.preprocess(f) for f in frames])
+    # the path extract runs: uint8 crops gathered and normalised on the device
+    pixels = torch.cat([enc.transform.crop_frames(f) for f in frames])
+    gather = torch.arange(5 * t).view(5, t)
+    bf16 = _encode_pixels(enc, pixels, gather, DEVICE, "bf16").cpu().numpy()
+    fp32 = _encode_pixels(enc, pixels, gather, DEVICE, "fp32").cpu().numpy()
     assert bf16.shape == (5, dim) and bf16.dtype == np.float32 and np.isfinite(bf16).all()
     cos = cosine_rows(bf16, fp32)
     print(f"videomae tiny {DEVICE}: bf16 vs fp32 min cosine {cos.min():.6f}")

@@ -1,16 +1,18 @@
 """Torch helpers shared by encoders: clip preprocessing and precision-aware inference.
 
 Preprocessing turns decoded frames ``[T, H, W, 3]`` uint8 into one model input
-``[3, T, S, S]`` float32: resize the short side, centre crop, scale to [0, 1], normalise.
-It works frame by frame (no temporal mixing), which the loader relies on to preprocess each
-decoded frame once even when clips overlap. It runs in data-loading workers, so it resizes
-in uint8 (torch's fast antialiased channels-last path, as PIL-based processors do) and
-converts to float only after cropping.
+``[3, T, S, S]`` float32 in two steps: a geometric one (resize the short side, centre crop)
+that stays uint8 and runs in data-loading workers, and a normalising one (scale to [0, 1],
+subtract the mean, divide by the std) that runs where the encoder runs, so workers ship a
+quarter of the bytes. Both work frame by frame (no temporal mixing), which the loader relies
+on to preprocess each decoded frame once even when clips overlap. Resizing is in uint8
+(torch's fast antialiased channels-last path, as PIL-based processors do).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,24 +70,39 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Channel-first ``[3, ...]`` uint8 (0-255) or float (0-1) to float32 ``(x - mean) / std``."""
+def normalize(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], dim: int = 0
+) -> torch.Tensor:
+    """uint8 (0-255) or float (0-1) with channels on ``dim`` to float32 ``(x - mean) / std``,
+    on ``x``'s device."""
+    scale, shift = _affine(tuple(mean), tuple(std), x.dtype == torch.uint8, x.device)
+    view = (-1,) + (1,) * (x.dim() - 1 - dim)
+    # one strided copy into float, then an in-place multiply and subtract: two elementwise
+    # float32 ops, so the bytes are the same on any device and at any batch size
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x)
+    return out.mul_(scale.view(view)).sub_(shift.view(view))
+
+
+@functools.lru_cache(maxsize=16)
+def _affine(
+    mean: tuple[float, ...], std: tuple[float, ...], from_uint8: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 ``(scale, shift)`` with ``x * scale - shift == (x / 255 - mean) / std``, made
+    once per device: a fresh host-to-GPU copy would block until the GPU is idle."""
     scale = 1.0 / torch.tensor(std, dtype=torch.float32)
     shift = torch.tensor(mean, dtype=torch.float32) * scale
-    if x.dtype == torch.uint8:
+    if from_uint8:
         scale = scale / 255.0
-    view = (-1,) + (1,) * (x.dim() - 1)
-    # one strided copy into float, then an in-place multiply-subtract: the cost in workers
-    out = torch.empty(x.shape, dtype=torch.float32).copy_(x)
-    return out.mul_(scale.view(view)).sub_(shift.view(view))
+    return scale.to(device), shift.to(device)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClipTransform:
     """Resize short side to ``resize``, centre crop ``crop``, normalise with ``mean``/``std``.
 
-    Calling it maps uint8 frames ``[T, H, W, 3]`` to float32 ``[3, T, crop, crop]``. It is a
-    picklable value, so an encoder's ``preprocess`` can travel to loader worker processes.
+    Calling it maps uint8 frames ``[T, H, W, 3]`` to float32 ``[3, T, crop, crop]``; it is
+    :meth:`normalize` after :meth:`crop_frames` (and a transpose). It is a picklable value,
+    so it can travel to loader worker processes.
     """
 
     resize: int
@@ -95,10 +112,18 @@ class ClipTransform:
     interpolation: str = "bilinear"
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = to_tchw(frames)
-        x = resize_short_side(x, self.resize, self.interpolation)
-        x = center_crop(x, self.crop).permute(1, 0, 2, 3)  # [3, T, S, S], still uint8
-        return normalize(x, self.mean, self.std)
+        return self.normalize(self.crop_frames(frames).permute(1, 0, 2, 3))
+
+    def crop_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The geometric part: uint8 ``[T, H, W, 3]`` -> uint8 ``[T, 3, crop, crop]`` (a
+        channels-last view; frame-major, so frames concatenate along dim 0)."""
+        x = resize_short_side(to_tchw(frames), self.resize, self.interpolation)
+        return center_crop(x, self.crop)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalising part: uint8 clips ``[3, T, S, S]`` or a batch ``[B, 3, T, S, S]``
+        -> float32 of the same shape, on ``x``'s device."""
+        return normalize(x, self.mean, self.std, dim=x.dim() - 4)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -58,6 +58,7 @@ def _encoder(name: str, options_json: str, device: str) -> Any:
 
 
 def _encode(enc: Any, x: Any, device: str, precision: str) -> np.ndarray:
+    """Encode a preprocessed float batch ``[B, 3, T, S, S]``; features on the host."""
     import torch
 
     from .preprocess import autocast
@@ -65,6 +66,23 @@ def _encode(enc: Any, x: Any, device: str, precision: str) -> np.ndarray:
     with torch.inference_mode(), autocast(device, precision):
         out = enc.encode(x.to(device, non_blocking=True))
     return out.float().cpu().numpy()
+
+
+def _encode_pixels(enc: Any, pixels: Any, gather: Any, device: str, precision: str) -> Any:
+    """Encode the clips ``pixels[gather]``: uint8 frames ``[U, 3, S, S]`` and the frame
+    rows of each clip ``[B, T]`` go to ``device``, where the clips are gathered, normalised
+    and encoded. Returns float32 ``[B, dim]`` on ``device`` (nothing waits for the GPU)."""
+    import torch
+
+    from .preprocess import autocast
+
+    with torch.inference_mode():
+        frames = pixels.to(device, non_blocking=True)
+        rows = gather.to(device, non_blocking=True)
+        x = enc.transform.normalize(frames[rows].permute(0, 2, 1, 3, 4))  # [B, 3, T, S, S]
+        with autocast(device, precision):
+            out = enc.encode(x)
+        return out.float()
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,44 +101,86 @@ def _manifest(path: str | Path) -> Manifest:
 
 
 class _Batcher:
-    """Groups clip tensors from consecutive videos into encoder batches of ``size`` clips.
+    """Groups clips from consecutive videos into encoder batches of ``size`` clips.
 
-    With ``pin`` (a CUDA encoder) the batch is assembled in pinned memory, so its copy to
-    the device is asynchronous; a plain ``torch.cat`` would land in pageable memory even
-    when the loader pinned every piece.
+    An item is a loader message's ``pixels`` (uint8 frames) and ``gather`` (each clip's
+    rows of them); ``run(frames, gather)`` encodes one batch on ``device`` and returns its
+    features there. The batches do not depend on the loader: they are consecutive ``size``
+    clips of the items in order.
+
+    On CUDA the frames are assembled in pinned memory, so their copy to the device is
+    asynchronous, and features come back the same way: a flush hands out the features of
+    the previous flush, so the CPU assembles the next batch while the GPU encodes.
+    ``flush(wait=True)`` hands out everything.
     """
 
-    def __init__(self, size: int, run: Callable[[Any], np.ndarray], pin: bool = False) -> None:
+    def __init__(self, size: int, run: Callable[[Any, Any], Any], device: str = "cpu") -> None:
         self.size = size
         self.run = run
-        self.pin = pin
-        self.items: list[tuple[Any, Any]] = []
+        self.device = device
+        self.cuda = device.startswith("cuda")
+        self.items: list[tuple[Any, Any, np.ndarray]] = []
         self.count = 0
+        self.in_flight: tuple[list[tuple[Any, int]], Any, Any] | None = None
 
-    def add(self, key: Any, x: Any) -> list[tuple[Any, np.ndarray]]:
-        self.items.append((key, x))
-        self.count += len(x)
+    def add(self, key: Any, pixels: Any, gather: Any) -> list[tuple[Any, np.ndarray]]:
+        # the DataLoader hands numpy arrays over as tensors: one type from here on
+        self.items.append((key, pixels, np.asarray(gather)))
+        self.count += len(gather)
         return self.flush() if self.count >= self.size else []
 
-    def flush(self) -> list[tuple[Any, np.ndarray]]:
-        if not self.items:
-            return []
+    def flush(self, wait: bool = False) -> list[tuple[Any, np.ndarray]]:
+        previous = self.in_flight
+        self.in_flight = self._launch() if self.items else None
+        out = self._collect(previous)
+        if wait:
+            out += self._collect(self.in_flight)
+            self.in_flight = None
+        return out
+
+    def _launch(self) -> tuple[list[tuple[Any, int]], Any, Any]:
         import torch
 
-        parts = [x for _, x in self.items]
-        if self.pin:
-            shape = (sum(len(x) for x in parts), *parts[0].shape[1:])
-            xs = torch.cat(parts, out=torch.empty(shape, dtype=parts[0].dtype, pin_memory=True))
-        else:
-            xs = torch.cat(parts)
-        feats = np.concatenate(
-            [self.run(xs[i : i + self.size]) for i in range(0, len(xs), self.size)]
+        pixels = [p for _, p, _ in self.items]
+        offsets = np.cumsum([0] + [len(p) for p in pixels[:-1]])
+        gather = torch.from_numpy(
+            np.concatenate([g + o for (_, _, g), o in zip(self.items, offsets, strict=True)])
         )
-        out, k = [], 0
-        for key, x in self.items:
-            out.append((key, feats[k : k + len(x)]))
-            k += len(x)
+        if self.cuda:
+            # a plain torch.cat would land in pageable memory, whose copies block
+            shape = (sum(len(p) for p in pixels), *pixels[0].shape[1:])
+            frames = torch.cat(pixels, out=torch.empty(shape, dtype=torch.uint8, pin_memory=True))
+            gather = gather.pin_memory()
+        else:
+            frames = torch.cat(pixels)
+        with torch.inference_mode():
+            frames = frames.to(self.device, non_blocking=True)  # once for all batches
+            n, size = len(gather), self.size
+            feats = torch.cat([self.run(frames, gather[i : i + size]) for i in range(0, n, size)])
+            event = None
+            if self.cuda:
+                host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+                feats = host.copy_(feats, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+        keys = [(key, len(g)) for key, _, g in self.items]
         self.items, self.count = [], 0
+        return keys, feats, event
+
+    @staticmethod
+    def _collect(
+        launched: tuple[list[tuple[Any, int]], Any, Any] | None,
+    ) -> list[tuple[Any, np.ndarray]]:
+        if launched is None:
+            return []
+        keys, feats, event = launched
+        if event is not None:
+            event.synchronize()
+        feats = feats.numpy().copy()  # own memory: a pinned block is not held by the store
+        out, k = [], 0
+        for key, n in keys:
+            out.append((key, feats[k : k + n]))
+            k += n
         return out
 
 
@@ -155,7 +215,7 @@ def extract_part(
     failed = clips = 0
     start = time.perf_counter()
     batcher = _Batcher(
-        batch_size, lambda x: _encode(enc, x, device, precision), pin=device.startswith("cuda")
+        batch_size, lambda px, g: _encode_pixels(enc, px, g, device, precision), device
     )
 
     def absorb(results: list[tuple[Any, np.ndarray]]) -> None:
@@ -188,11 +248,10 @@ def extract_part(
         stream = stream_videos(
             jobs,
             manifest.sampling,
-            enc.preprocess,
+            enc.transform.crop_frames,
             decoder=decoder,
             chunk=batch_size,
             workers=loader_workers,
-            pin_memory=device.startswith("cuda"),
         )
 
         def handle(msg: dict[str, Any]) -> None:
@@ -203,10 +262,11 @@ def extract_part(
                 st["info"] = msg
             elif kind in ("clips", "static"):
                 st["pending"] += 1
-                meta = {key: v for key, v in msg.items() if key not in ("x", "index", "kind")}
-                absorb(batcher.add((k, kind, meta), msg["x"]))
+                skip = ("pixels", "gather", "index", "kind")
+                meta = {key: v for key, v in msg.items() if key not in skip}
+                absorb(batcher.add((k, kind, meta), msg["pixels"], msg["gather"]))
             elif kind == "reset":
-                absorb(batcher.flush())
+                absorb(batcher.flush(wait=True))
                 st.update(clips=[], static=None, info=None, pending=0)
             elif kind == "error":
                 st.update(done=True, error=msg["error"])
@@ -226,7 +286,7 @@ def extract_part(
                 if m["kind"] in ("done", "error"):
                     del inbox[cursor]
                     cursor += 1
-        absorb(batcher.flush())
+        absorb(batcher.flush(wait=True))
         write_ready()
         if next_write != len(jobs):
             raise StoreError(f"{plan.name}: loader ended after {next_write} of {len(jobs)} videos")

@@ -1,9 +1,16 @@
-"""Decode videos into encoder-ready clip chunks, in loader worker processes.
+"""Decode videos into clip chunks, in loader worker processes.
 
-Frames are decoded in order and preprocessed one at a time into a small sliding buffer, so
-memory is bounded by one chunk of clips, whatever the video's length. Each video becomes a
-sequence of messages: ``info``, ``clips`` chunks (at most ``chunk`` clips each),
-``static``, and ``done`` — or ``error`` when it cannot be decoded.
+Frames are decoded in order and cropped one at a time (``crop``: the geometric, uint8 half
+of the encoder's preprocessing) into a small sliding buffer, so memory is bounded by one
+chunk of clips, whatever the video's length. Each video becomes a sequence of messages:
+``info``, ``clips`` chunks (at most ``chunk`` clips each), ``static``, and ``done`` — or
+``error`` when it cannot be decoded.
+
+A ``clips`` or ``static`` message carries each distinct frame once, ``pixels`` uint8
+``[U, 3, S, S]``, and ``gather`` int64 ``[n, T]``, the rows of ``pixels`` that make each
+clip: overlapping dense windows share frames and a static clip is one frame ``T`` times, so
+this ships several times fewer bytes than the clips themselves. The consumer gathers
+``pixels[gather]`` (and normalises) on the encoder's device.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class VideoJob:
 def _decode_messages(
     job: VideoJob,
     sampling: Sampling,
-    preprocess: Callable[[np.ndarray], torch.Tensor],
+    crop: Callable[[np.ndarray], torch.Tensor],
     decoder: str,
     chunk: int,
     num_frames: int | None = None,
@@ -69,18 +76,16 @@ def _decode_messages(
     def emit(clips: list[int]) -> dict[str, Any]:
         sel = np.asarray(clips)
         idx = plan.frame_idx[sel]  # [n, T]
-        # each distinct frame is copied once, then clips are gathered by index (dense
-        # windows overlap: one frame belongs to up to clip_len / dense_stride clips)
+        # each distinct frame is shipped once (dense windows overlap: one frame belongs to
+        # up to clip_len / dense_stride clips); the consumer gathers the clips
         uniq, inverse = np.unique(idx, return_inverse=True)
-        frames = torch.cat([buf[int(f)] for f in uniq], dim=1)  # [3, U, S, S]
-        gather = torch.from_numpy(inverse.reshape(idx.shape))
-        x = frames[:, gather].permute(1, 0, 2, 3, 4).contiguous()  # [n, 3, T, S, S]
         t0 = np.array([times[int(plan.frame_idx[c][0])] for c in clips])
         t1 = np.array([times[int(plan.frame_idx[c][-1])] for c in clips]) + 1.0 / info.fps
         return {
             "kind": "clips",
             "index": job.index,
-            "x": x,
+            "pixels": torch.cat([buf[int(f)] for f in uniq]),  # [U, 3, S, S] uint8
+            "gather": inverse.reshape(idx.shape).astype(np.int64),
             "frame_idx": plan.frame_idx[sel],
             "frames": np.stack([plan.start[sel], plan.end[sel]], 1),
             "time": np.stack([t0, t1], 1),
@@ -90,7 +95,8 @@ def _decode_messages(
     for frame in iter_frames(path, needed, decoder):
         used_decoder = frame.decoder
         f = frame.index
-        x = preprocess(frame.rgb[None])  # [3, 1, S, S]: transforms are per frame
+        # [1, 3, S, S] uint8 (transforms are per frame); compact, not a view of the frame
+        x = crop(frame.rgb[None]).contiguous()
         buf[f] = x
         times[f] = frame.time
         if f in static_set:
@@ -107,9 +113,15 @@ def _decode_messages(
         yield emit(pending)
     if next_clip < len(plan):
         raise VideoDecodeError(path, f"decoded only up to clip {next_clip} of {len(plan)}")
-    t = sampling.clip_len
-    sx = torch.stack([static[int(f)].expand(-1, t, -1, -1) for f in static_frames])
-    yield {"kind": "static", "index": job.index, "x": sx, "frame": static_frames}
+    # a static clip is one frame tiled clip_len times: ship the frame, gather it T times
+    uniq, inverse = np.unique(static_frames, return_inverse=True)
+    yield {
+        "kind": "static",
+        "index": job.index,
+        "pixels": torch.cat([static[int(f)] for f in uniq]),
+        "gather": np.repeat(inverse.reshape(-1, 1).astype(np.int64), sampling.clip_len, 1),
+        "frame": static_frames,
+    }
     yield {"kind": "done", "index": job.index, "decoder": used_decoder}
 
 
@@ -122,7 +134,7 @@ def _drop_unused(buf: dict[int, torch.Tensor], last_use: np.ndarray, next_clip: 
 def video_messages(
     job: VideoJob,
     sampling: Sampling,
-    preprocess: Callable[[np.ndarray], torch.Tensor],
+    crop: Callable[[np.ndarray], torch.Tensor],
     decoder: str,
     chunk: int,
 ) -> Iterator[dict[str, Any]]:
@@ -132,7 +144,7 @@ def video_messages(
     after a ``reset`` that tells the consumer to drop what it received for the video.
     """
     try:
-        yield from _decode_messages(job, sampling, preprocess, decoder, chunk)
+        yield from _decode_messages(job, sampling, crop, decoder, chunk)
         return
     except VideoDecodeError as e:
         error, retry = str(e), e.decodable
@@ -141,7 +153,7 @@ def video_messages(
     yield {"kind": "reset", "index": job.index}
     if retry:
         try:
-            yield from _decode_messages(job, sampling, preprocess, decoder, chunk, num_frames=retry)
+            yield from _decode_messages(job, sampling, crop, decoder, chunk, num_frames=retry)
             return
         except Exception as e:  # noqa: BLE001
             error = f"{error}; retry with {retry} frames failed: {e}"
@@ -157,13 +169,13 @@ class VideoStream(torch.utils.data.IterableDataset):
         self,
         jobs: list[VideoJob],
         sampling: Sampling,
-        preprocess: Callable[[np.ndarray], torch.Tensor],
+        crop: Callable[[np.ndarray], torch.Tensor],
         decoder: str,
         chunk: int,
     ) -> None:
         self.jobs = jobs
         self.sampling = sampling
-        self.preprocess = preprocess
+        self.crop = crop
         self.decoder = decoder
         self.chunk = chunk
 
@@ -172,15 +184,13 @@ class VideoStream(torch.utils.data.IterableDataset):
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         for k, job in enumerate(self.jobs):
             if k % nw == wid:
-                yield from video_messages(
-                    job, self.sampling, self.preprocess, self.decoder, self.chunk
-                )
+                yield from video_messages(job, self.sampling, self.crop, self.decoder, self.chunk)
 
 
 def stream_videos(
     jobs: list[VideoJob],
     sampling: Sampling,
-    preprocess: Callable[[np.ndarray], torch.Tensor],
+    crop: Callable[[np.ndarray], torch.Tensor],
     *,
     decoder: str = "auto",
     chunk: int = 64,
@@ -188,7 +198,7 @@ def stream_videos(
     pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Messages for ``jobs``, decoded in ``workers`` background processes (0 = inline)."""
-    ds = VideoStream(jobs, sampling, preprocess, decoder, chunk)
+    ds = VideoStream(jobs, sampling, crop, decoder, chunk)
     if workers == 0:
         yield from ds
         return

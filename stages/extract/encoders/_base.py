@@ -10,6 +10,8 @@ import torch
 
 from aamflow.schemas._registry import Registry
 
+from ..preprocess import ClipTransform
+
 
 @dataclass(frozen=True, kw_only=True)
 class EncoderIdentity:
@@ -35,14 +37,16 @@ class Encoder(Protocol):
     """A frozen clip encoder.
 
     ``preprocess`` turns decoded uint8 frames ``[T, H, W, 3]`` into one model input
-    ``[3, T, S, S]`` (resize, crop, normalize as the encoder expects). It must act frame by
-    frame (the extract stage preprocesses each decoded frame once and assembles clips from
-    them), be picklable, and be cheap: it runs in data loading workers. ``encode`` maps a batch
-    ``[B, 3, T, S, S]`` to pooled clip vectors ``[B, dim]`` in float32.
+    ``[3, T, S, S]`` (resize, crop, normalize as the encoder expects); it is ``transform``,
+    whose two halves the extract stage runs apart: ``transform.crop_frames`` (uint8, frame
+    by frame, picklable and cheap) in data loading workers, and ``transform.normalize`` on
+    the encoder's device after clips are gathered from the shipped frames. ``encode`` maps a
+    batch ``[B, 3, T, S, S]`` to pooled clip vectors ``[B, dim]`` in float32.
     """
 
     identity: EncoderIdentity
     module: torch.nn.Module
+    transform: ClipTransform
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor: ...
 
