@@ -139,20 +139,27 @@ TEST_ARGS=(-q -m cuda tests/test_cuda.py -p no:cacheprovider -rA --durations=15)
 export AAMFLOW_TEST_DEVICE="$DEVICE"
 
 # --- checks and benchmarks, in order of importance --------------------------------------
-step tests "$OUT/tests.txt" 150 "$PY" -m pytest "${TEST_ARGS[@]}"
+# STEPS picks a subset for a rerun, e.g. STEPS="tests extract demo"
+STEPS="${STEPS:-tests train anonymize extract_tiny extract demo}"
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+want tests && step tests "$OUT/tests.txt" 150 "$PY" -m pytest "${TEST_ARGS[@]}"
 for precision in fp32 bf16; do
-  step "train $precision" "$OUT/train.txt" 60 \
+  want train && step "train $precision" "$OUT/train.txt" 60 \
     "$PY" benchmarks/train.py --device "$DEVICE" --precision "$precision" "${TRAIN_ARGS[@]}"
 done
-step anonymize "$OUT/anonymize.txt" 100 \
+want anonymize && step anonymize "$OUT/anonymize.txt" 100 \
   "$PY" benchmarks/anonymize.py --device "$DEVICE" "${ANON_ARGS[@]}"
 # the tiny corpus first (705 clips): a figure even if the demo corpus runs out of time
-[[ "$SMALL" != 1 ]] && step "extract tiny" "$OUT/extract.txt" 90 \
+[[ "$SMALL" != 1 ]] && want extract_tiny && step "extract tiny" "$OUT/extract.txt" 90 \
   "$PY" benchmarks/extract.py --encoder videomae --encoder-config base \
   --device "$DEVICE" --precision bf16 "${TINY_EXTRACT_ARGS[@]}"
-step extract "$OUT/extract.txt" 240 \
+want extract && step extract "$OUT/extract.txt" 240 \
   "$PY" benchmarks/extract.py --encoder videomae --encoder-config base \
   --device "$DEVICE" --precision bf16 "${EXTRACT_ARGS[@]}"
+# the main job end to end on the device (builtin encoder, demo corpus)
+if [[ "$SMALL" != 1 ]] && want demo; then
+  step demo "$OUT/demo.txt" 200 bash -c "time $PY -m aamflow.pipeline --quiet demo --out $WORK/demo --device $DEVICE && cat $WORK/demo/report/report.md"
+fi
 
 echo "total $((SECONDS - START))s; logs in $OUT" | tee -a "$SUMMARY"
 ls -l "$OUT"

@@ -26,10 +26,12 @@ from torch import Tensor, nn
 from aamflow.schemas._registry import Registry
 from aamflow.schemas.errors import ConfigError
 
-# Rows per kernel call in apply_aam. CPU GEMM picks different kernels for small row counts
-# (e.g. gemv for 1 row), so a fixed, zero-padded shape is what makes the bytes independent
-# of the caller's batch size. Changing it may change output bytes: keep it constant.
+# Rows per kernel call in apply_aam. GEMM libraries pick different kernels for small row
+# counts (e.g. gemv for 1 row), so a fixed, zero-padded shape is what makes the bytes
+# independent of the caller's batch size. Changing it may change output bytes: keep it
+# constant. On CUDA a larger block keeps the GPU from idling between small launches.
 MICRO_BATCH = 256
+MICRO_BATCH_CUDA = 8192
 
 # CPU BLAS may split a GEMM's reduction across threads (seen for large K, small N), so bytes
 # would follow the thread count; apply_aam computes single-threaded, under a lock because
@@ -333,7 +335,7 @@ def _fixed_reduction_order(device: torch.device) -> Iterator[None]:
 
 
 def apply_aam(
-    module: nn.Module, x: Tensor, batch_size: int, *, micro_batch: int = MICRO_BATCH
+    module: nn.Module, x: Tensor, batch_size: int, *, micro_batch: int | None = None
 ) -> Tensor:
     """Anonymize clip vectors with output bytes independent of ``batch_size``.
 
@@ -348,9 +350,10 @@ def apply_aam(
     batch_size
         Rows moved to the module's device per step (memory bound only).
     micro_batch
-        Rows per kernel call, zero-padded at the tail. Output bytes are identical for any
-        ``batch_size``, chunking of ``x`` and thread count given the same ``micro_batch``,
-        device type, CPU instruction set and library versions; keep the default.
+        Rows per kernel call, zero-padded at the tail; default ``MICRO_BATCH`` on CPU,
+        ``MICRO_BATCH_CUDA`` on CUDA. Output bytes are identical for any ``batch_size``,
+        chunking of ``x`` and thread count given the same ``micro_batch``, device type, CPU
+        instruction set or GPU model and library versions; keep the default.
 
     Returns
     -------
@@ -365,6 +368,8 @@ def apply_aam(
         raise ConfigError(f"expected features [N, {module.dim}], got {list(x.shape)}")
     fn = module.forward_per_clip if module.batch_dependent else module
     device = next(module.parameters()).device
+    if micro_batch is None:
+        micro_batch = MICRO_BATCH_CUDA if device.type == "cuda" else MICRO_BATCH
     n = x.shape[0]
     out = torch.empty(n, module.dim, dtype=torch.float32, device=x.device)
     step = math.ceil(batch_size / micro_batch) * micro_batch
