@@ -273,6 +273,14 @@ def extract(quiet: bool, **opts: Any) -> None:
     help="Form of L_B: the paper's NT-Xent, or xcov (minus the cross-covariance of two "
     "static clips of a video; the demo's, see the README).",
 )
+@click.option(
+    "--erase-rank",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="After the AAM, project out this many directions in which training videos' static "
+    "clips differ (fitted without labels; 0: off). See the README.",
+)
 @click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:1.")
 @click.option(
     "--precision",

@@ -23,6 +23,7 @@ DEMO_TRAIN = {
     "w_lc": 10.0,
     "privacy_loss": "xcov",
     "w_b": 100.0,
+    "erase_rank": 350,
 }
 TINY_TRAIN = {**DEMO_TRAIN, "epochs": 8, "batch_size": 64}
 

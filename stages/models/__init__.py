@@ -1,7 +1,9 @@
 """Models shared by train-adapter, anonymize and eval: AAM architectures, losses, task heads.
 
 - ``aam``: ``AAM_ARCHS``, ``build_aam``, ``is_identity``, ``apply_aam``.
-- ``losses``: ``nt_xent``, ``latent_consistency``, ``total_objective``, ``LossWeights``.
+- ``eraser``: the fitted static-appearance eraser composed after an AAM (``erase_rank``).
+- ``losses``: ``nt_xent``, ``paired_cross_covariance``, ``latent_consistency``,
+  ``total_objective``, ``LossWeights``.
 - ``heads`` (+ ``tad_head``, ``ad_head``): ``HEADS`` and each head's build/loss/predict/fit.
 """
 

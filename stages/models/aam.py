@@ -270,7 +270,7 @@ def paper(dim: int, *, layers: int = 3, heads: int = 8, dropout: float = 0.0) ->
 # --- public functions -------------------------------------------------------------------
 
 
-def build_aam(arch: str, dim: int, **hparams: Any) -> nn.Module:
+def build_aam(arch: str, dim: int, *, erase_rank: int = 0, **hparams: Any) -> nn.Module:
     """Build an AAM by registered name.
 
     Parameters
@@ -279,6 +279,9 @@ def build_aam(arch: str, dim: int, **hparams: Any) -> nn.Module:
         A name in ``AAM_ARCHS`` (``token_attention``, ``residual_mlp``, ``paper``).
     dim
         Input and output feature dimension D.
+    erase_rank
+        When > 0, the AAM is followed by a fitted static-appearance eraser of that rank
+        (``stages.models.eraser``; unfitted it is the identity).
     **hparams
         Architecture hyperparameters; unknown names raise ``ConfigError``.
 
@@ -299,7 +302,14 @@ def build_aam(arch: str, dim: int, **hparams: Any) -> nn.Module:
         raise ConfigError(f"AAM {arch!r}: unknown hparams {unknown}; valid: {', '.join(valid)}")
     if dim < 1:
         raise ConfigError(f"AAM {arch!r}: dim must be positive, got {dim}")
-    return factory(dim, **hparams)
+    if not isinstance(erase_rank, int) or not 0 <= erase_rank < dim:
+        raise ConfigError(f"--erase-rank {erase_rank!r}: must be an integer in [0, {dim})")
+    module = factory(dim, **hparams)
+    if erase_rank:
+        from aamflow.stages.models.eraser import ErasedAAM
+
+        module = ErasedAAM(module, erase_rank)
+    return module
 
 
 def is_identity(module: nn.Module) -> bool:

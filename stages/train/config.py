@@ -95,6 +95,9 @@ class TrainConfig:
     # L_B's form: "ntxent" (the paper's) or "xcov" (minus the paired cross-covariance of two
     # static clips, relative to the latent variance; see stages.models.losses)
     privacy_loss: str = "ntxent"
+    # > 0: project out the top erase_rank between-video directions of the training videos'
+    # static latents after the AAM (a fitted, label-free eraser; stages.models.eraser)
+    erase_rank: int = 0
     device: str = "cpu"
     precision: str = "fp32"
     memory_budget: int = 4 * 10**9  # bytes of latents kept on the device; beyond: streaming
@@ -131,6 +134,7 @@ class TrainConfig:
             "tad_window": (self.tad_window, 1),
             "memory_budget": (self.memory_budget, 0),
             "seed": (self.seed, 0),
+            "erase_rank": (self.erase_rank, 0),
         }
         if self.val_every is not None:
             ints["val_every"] = (self.val_every, 1)

@@ -14,6 +14,9 @@ Objective per step (``stages.models.losses``)::
   the step: both static clips and one random clip of each L_B video, and the task clips
   below (padded TAD timesteps excluded). Static clips are included on purpose: without
   them the AAM could move static inputs arbitrarily far to win L_B.
+- **Eraser** (``erase_rank`` > 0): before the first epoch, the top ``erase_rank`` principal
+  axes of the L_B videos' per-video mean static latents are fitted (no labels) and
+  projected out after the AAM in every forward pass, so every loss sees erased outputs.
 - **L_T** (utility): the sum over the seen tasks of the AR cross-entropy on one random
   anonymized clip per AR video, the TAD loss over a window of ``tad_window`` anonymized
   timesteps per TAD video, and the MIL ranking loss over 32 RTFM segments per AD video.
@@ -68,6 +71,7 @@ from aamflow.schemas.store import open_store
 from aamflow.stages.models._training import set_input_stats
 from aamflow.stages.models.aam import build_aam
 from aamflow.stages.models.ad_head import mil_ranking_loss
+from aamflow.stages.models.eraser import fit_static_eraser, video_means
 from aamflow.stages.models.heads import HEADS, ar_loss
 from aamflow.stages.models.losses import (
     LossWeights,
@@ -201,7 +205,7 @@ def build_heads(tasks: tuple[str, ...], dim: int, num_classes: int) -> dict[str,
 
 def build_model(config: TrainConfig, dim: int, num_classes: int, device: torch.device) -> Model:
     """The AAM (identity at start), the heads and AdamW; call under a seeded RNG."""
-    aam = build_aam(config.arch, dim, **config.hparams).to(device)
+    aam = build_aam(config.arch, dim, erase_rank=config.erase_rank, **config.hparams).to(device)
     heads = {t: h.to(device) for t, h in build_heads(config.tasks or (), dim, num_classes).items()}
     groups = [{"params": list(aam.parameters()), "lr": config.lr}]
     head_params = [p for h in heads.values() for p in h.parameters()]
@@ -212,6 +216,13 @@ def build_model(config: TrainConfig, dim: int, num_classes: int, device: torch.d
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=fused)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(config, device) is torch.float16)
     return Model(aam=aam, heads=heads, optimizer=optimizer, scaler=scaler, num_classes=num_classes)
+
+
+def fit_eraser(aam: nn.Module, store: Any, roles: VideoRoles) -> None:
+    """Fit the AAM's static eraser on the L_B videos' static latents (no labels)."""
+    rows = roles.rows[roles.lb]
+    means = video_means(store.static_features(), store.read("static_video"), rows)
+    aam.eraser.set(*fit_static_eraser(means, aam.eraser.basis.shape[1]))
 
 
 def latent_scale(store: Any, max_rows: int = 65536) -> float:
@@ -473,7 +484,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             f"static clips (static_per_video >= 2); found {int(roles_all.lb.sum())}"
         )
     dim = store.feature_dim
-    build_aam(config.arch, dim, **config.hparams)  # refuses bad hparams now
+    build_aam(config.arch, dim, erase_rank=config.erase_rank, **config.hparams)  # refuses bad ones
     _check_resume(out, config)
     amp = amp_dtype(config, device)
     if config.precision != "fp32" and amp is None:
@@ -494,6 +505,8 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             log.info("resuming %s after epoch %d", out, start)
         else:
             fit_head_stats(model, store, roles, tasks, config.memory_budget)
+            if config.erase_rank:
+                fit_eraser(model.aam, store, roles)
         if config.lc_relative:
             model.lc_scale = latent_scale(store)
         rows = [r for r in read_log(out / LOG_FILE) if r["epoch"] <= start]

@@ -82,6 +82,19 @@ def test_the_cross_covariance_objective_lowers_what_a_videos_static_clips_share(
     assert meta.privacy_loss == "xcov" and meta.loss_weights["b"] == 100.0
 
 
+def test_erase_rank_fits_an_eraser_that_the_checkpoint_rebuilds(
+    train_store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "adapter"
+    run_train(TrainConfig(store=train_store, out=out, epochs=2, erase_rank=4, **FAST))
+    state, meta, _ = load_checkpoint(out)
+    assert meta.hparams["erase_rank"] == 4
+    module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
+    module.load_state_dict(state)
+    basis = module.eraser.basis
+    assert torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-4)
+
+
 def test_resume_continues_exactly_where_it_stopped(train_store: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     run_train(TrainConfig(store=train_store, out=a, epochs=2, **FAST))
