@@ -3,9 +3,9 @@
 For each setting it trains an adapter, anonymizes the store and evaluates it against the
 raw store with the same attackers and heads, then prints one Markdown table:
 
-- full method (the demo settings)
-- without L_B, without L_LC, without L_T
-- without the fitted static eraser (``erase_rank`` 0)
+- full method (the demo settings: fitted static eraser, L_LC and L_T, no L_B)
+- without the eraser, without L_LC, without L_T
+- with L_B added (cross-covariance or NT-Xent), and the cross-covariance without the eraser
 - the paper's objective: L_B as NT-Xent, no eraser
 - the ``paper`` architecture, evaluated one clip at a time (batch-independent anonymize)
 - LEACE (concept-erasure package): a supervised linear eraser fitted on the *private
@@ -25,15 +25,19 @@ from typing import Any
 
 
 def settings(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    xcov = {"privacy_loss": "xcov", "w_b": 100.0}
+    ntxent = {"privacy_loss": "ntxent", "w_b": 1.0}
     return {
         "full": dict(base),
-        "no_lb": {**base, "w_b": 0.0},
+        "no_eraser": {**base, "erase_rank": 0},
         "no_lc": {**base, "w_lc": 0.0},
         "no_lt": {**base, "tasks": "none"},
         "paper_arch": {**base, "arch": "paper"},
-        "no_eraser": {**base, "erase_rank": 0},
-        # the paper's objective: NT-Xent L_B with its weight (w_b 1), no eraser
-        "ntxent_lb": {**base, "privacy_loss": "ntxent", "w_b": 1.0, "erase_rank": 0},
+        "lb_xcov": {**base, **xcov},
+        "lb_ntxent": {**base, **ntxent},
+        "lb_xcov_no_eraser": {**base, **xcov, "erase_rank": 0},
+        # the paper's objective: NT-Xent L_B (w_b 1), no eraser
+        "paper_objective": {**base, **ntxent, "erase_rank": 0},
     }
 
 
@@ -156,7 +160,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         default=None,
-        help="comma list of settings (full,no_lb,no_lc,no_lt,paper_arch,no_eraser,ntxent_lb,leace)",
+        help="comma list of settings (full,no_eraser,no_lc,no_lt,paper_arch,lb_xcov,lb_ntxent,lb_xcov_no_eraser,paper_objective,leace)",
     )
     ap.add_argument("--epochs", type=int, default=None, help="adapter epochs (default: the demo's)")
     ap.add_argument("--tasks", default="ar", help="seen tasks of the full method")
