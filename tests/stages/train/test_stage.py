@@ -93,6 +93,14 @@ def test_erase_rank_fits_an_eraser_that_the_checkpoint_rebuilds(
     module.load_state_dict(state)
     basis = module.eraser.basis
     assert torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-4)
+    # the fitted eraser is part of the training state: a resumed run ends identical
+    resumed = tmp_path / "resumed"
+    run_train(TrainConfig(store=train_store, out=resumed, epochs=1, erase_rank=4, **FAST))
+    run_train(
+        TrainConfig(store=train_store, out=resumed, epochs=2, erase_rank=4, resume=True, **FAST)
+    )
+    again, _, _ = load_checkpoint(resumed)
+    assert all(torch.equal(state[k], again[k]) for k in state)
 
 
 def test_resume_continues_exactly_where_it_stopped(train_store: Path, tmp_path: Path) -> None:
