@@ -57,17 +57,6 @@ def _encoder(name: str, options_json: str, device: str) -> Any:
     return enc
 
 
-def _encode(enc: Any, x: Any, device: str, precision: str) -> np.ndarray:
-    """Encode a preprocessed float batch ``[B, 3, T, S, S]``; features on the host."""
-    import torch
-
-    from .preprocess import autocast
-
-    with torch.inference_mode(), autocast(device, precision):
-        out = enc.encode(x.to(device, non_blocking=True))
-    return out.float().cpu().numpy()
-
-
 def _encode_pixels(enc: Any, pixels: Any, gather: Any, device: str, precision: str) -> Any:
     """Encode the clips ``pixels[gather]``: uint8 frames ``[U, 3, S, S]`` and the frame
     rows of each clip ``[B, T]`` go to ``device``, where the clips are gathered, normalised

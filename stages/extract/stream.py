@@ -195,7 +195,6 @@ def stream_videos(
     decoder: str = "auto",
     chunk: int = 64,
     workers: int = 1,
-    pin_memory: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Messages for ``jobs``, decoded in ``workers`` background processes (0 = inline)."""
     ds = VideoStream(jobs, sampling, crop, decoder, chunk)
@@ -206,7 +205,6 @@ def stream_videos(
         ds,
         batch_size=None,
         num_workers=min(workers, max(1, len(jobs))),
-        pin_memory=pin_memory,
         prefetch_factor=4,
         persistent_workers=False,
     )

@@ -13,7 +13,7 @@ from aamflow.schemas.manifest import Sampling
 from aamflow.stages.extract.decode import iter_frames
 from aamflow.stages.extract.encoders import create_encoder
 from aamflow.stages.extract.preprocess import ClipTransform
-from aamflow.stages.extract.stage import _Batcher, _encode, _encode_pixels
+from aamflow.stages.extract.stage import _Batcher, _encode_pixels
 from aamflow.stages.extract.stream import VideoJob, video_messages
 from tests.stages.extract.test_decode import write_video
 
@@ -55,6 +55,12 @@ def test_messages_ship_each_frame_once_and_gather_into_clips(dense_video: Path) 
     assert torch.equal(static["pixels"][static["gather"][:, 0]], decoded[static["frame"]])
 
 
+def _encode_preprocessed(enc, clips: torch.Tensor) -> np.ndarray:
+    """The reference: encode fully preprocessed float clips, as extract did before."""
+    with torch.inference_mode():
+        return enc.encode(clips).float().numpy()
+
+
 def test_batcher_gives_the_features_of_preprocessed_clips_in_the_same_batches() -> None:
     enc = create_encoder("builtin")
     frames = np.random.default_rng(1).integers(0, 256, (2, 12, 40, 56, 3), dtype=np.uint8)
@@ -70,7 +76,7 @@ def test_batcher_gives_the_features_of_preprocessed_clips_in_the_same_batches() 
         [enc.preprocess(f[r]) for f, g in zip(frames, gathers, strict=True) for r in g]
     )
     want = np.concatenate(
-        [_encode(enc, clips[:3], "cpu", "fp32"), _encode(enc, clips[3:], "cpu", "fp32")]
+        [_encode_preprocessed(enc, clips[:3]), _encode_preprocessed(enc, clips[3:])]
     )
     assert np.array_equal(np.concatenate([f for _, f in out]), want)
     assert batcher.flush(wait=True) == []
