@@ -271,7 +271,7 @@ def extract(quiet: bool, **opts: Any) -> None:
     default="ntxent",
     show_default=True,
     help="Form of L_B: the paper's NT-Xent, or xcov (minus the cross-covariance of two "
-    "static clips of a video; the demo's, see the README).",
+    "static clips of a video; see the README).",
 )
 @click.option(
     "--erase-rank",

@@ -71,8 +71,11 @@ def video_means(
     ``features`` is an ``[N, D]`` array-like (numpy or dask, read ``block`` rows at a time, so
     a large store is never loaded whole). Returns float64 ``[len(rows), D]``.
     """
-    pos = {int(r): i for i, r in enumerate(rows)}
-    index = np.array([pos.get(int(o), -1) for o in owner], dtype=np.int64)
+    owner, rows = np.asarray(owner, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+    # position of each row's video in ``rows``, -1 for videos not asked for
+    lookup = np.full(int(max(owner.max(initial=-1), rows.max(initial=-1))) + 1, -1, np.int64)
+    lookup[rows] = np.arange(len(rows))
+    index = np.where(owner >= 0, lookup[np.maximum(owner, 0)], -1)
     sums = np.zeros((len(rows), features.shape[1]))
     counts = np.zeros(len(rows))
     for start in range(0, len(index), block):
