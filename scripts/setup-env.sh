@@ -8,4 +8,4 @@ source .venv/bin/activate
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0" || python -m pip install -q "torch>=2.4,<3" --index-url https://download.pytorch.org/whl/cpu
 fi
-python -m pip install -q -e ".[test,hf]"
+python -m pip install -q -e ".[test,hf,opennsfw]"

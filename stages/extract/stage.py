@@ -63,11 +63,14 @@ def _encode_pixels(enc: Any, pixels: Any, gather: Any, device: str, precision: s
     and encoded. Returns float32 ``[B, dim]`` on ``device`` (nothing waits for the GPU)."""
     import torch
 
-    from .preprocess import autocast
+    from .preprocess import autocast, normalize
 
     with torch.inference_mode():
         frames = pixels.to(device, non_blocking=True)
         rows = gather.to(device, non_blocking=True)
+        if hasattr(enc, "encode_frames"):  # an image model: each distinct frame runs once
+            t = enc.transform
+            return enc.encode_frames(normalize(frames, t.mean, t.std, dim=1), rows).float()
         x = enc.transform.normalize(frames[rows].permute(0, 2, 1, 3, 4))  # [B, 3, T, S, S]
         with autocast(device, precision):
             out = enc.encode(x)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._base import ENCODERS, Encoder, EncoderIdentity, register_encoder, weights_digest
 
-_FAMILY_MODULES = ("builtin", "videomae", "vjepa2", "torchvision_")
+_FAMILY_MODULES = ("builtin", "videomae", "vjepa2", "torchvision_", "onnx_")
 
 
 def _load_families() -> None:

@@ -42,6 +42,10 @@ class Encoder(Protocol):
     by frame, picklable and cheap) in data loading workers, and ``transform.normalize`` on
     the encoder's device after clips are gathered from the shipped frames. ``encode`` maps a
     batch ``[B, 3, T, S, S]`` to pooled clip vectors ``[B, dim]`` in float32.
+
+    An image model applied per frame may also offer ``encode_frames(frames [U, 3, S, S],
+    gather [B, T]) -> [B, dim]``: the extract stage then hands it each distinct normalised
+    frame once, with the frame rows of every clip, instead of the gathered clips.
     """
 
     identity: EncoderIdentity
