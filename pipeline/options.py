@@ -58,3 +58,14 @@ def compute_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(options):
         fn = opt(fn)
     return fn
+
+
+def train_default(name: str) -> str:
+    """``[default: X]`` for a train-adapter flag, read from ``TrainConfig`` (the one place
+    training defaults are declared)."""
+    import dataclasses
+
+    from aamflow.stages.train.config import TrainConfig
+
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return f"[default: {field.default}]"

@@ -46,6 +46,9 @@ class AdapterMetadata:
     batch_dependent: bool = False
     epochs: int = 0
     seed: int = 0
+    # the eraser: kind, rank and, when chosen from the data, the rule and its curve
+    eraser: dict[str, Any] = field(default_factory=dict)
+    recipe: str = ""  # the named training settings the run started from
     weights_digest: str = ""
     schema: str = CHECKPOINT_SCHEMA
     version: int = CHECKPOINT_VERSION

@@ -270,7 +270,9 @@ def paper(dim: int, *, layers: int = 3, heads: int = 8, dropout: float = 0.0) ->
 # --- public functions -------------------------------------------------------------------
 
 
-def build_aam(arch: str, dim: int, *, erase_rank: int = 0, **hparams: Any) -> nn.Module:
+def build_aam(
+    arch: str, dim: int, *, erase_rank: int = 0, eraser: str = "static", **hparams: Any
+) -> nn.Module:
     """Build an AAM by registered name.
 
     Parameters
@@ -280,8 +282,11 @@ def build_aam(arch: str, dim: int, *, erase_rank: int = 0, **hparams: Any) -> nn
     dim
         Input and output feature dimension D.
     erase_rank
-        When > 0, the AAM is followed by a fitted static-appearance eraser of that rank
+        When > 0, the AAM is composed with a fitted linear eraser of that rank
         (``stages.models.eraser``; unfitted it is the identity).
+    eraser
+        Its kind: ``video`` (erases the input) or ``static`` (erases the output; the
+        default, so that checkpoints written before the kind was recorded rebuild as before).
     **hparams
         Architecture hyperparameters; unknown names raise ``ConfigError``.
 
@@ -304,11 +309,13 @@ def build_aam(arch: str, dim: int, *, erase_rank: int = 0, **hparams: Any) -> nn
         raise ConfigError(f"AAM {arch!r}: dim must be positive, got {dim}")
     if not isinstance(erase_rank, int) or not 0 <= erase_rank < dim:
         raise ConfigError(f"--erase-rank {erase_rank!r}: must be an integer in [0, {dim})")
+    from aamflow.stages.models.eraser import ERASERS, ErasedAAM
+
+    if eraser not in ERASERS[1:]:
+        raise ConfigError(f"AAM eraser {eraser!r}: valid: {', '.join(ERASERS[1:])}")
     module = factory(dim, **hparams)
     if erase_rank:
-        from aamflow.stages.models.eraser import ErasedAAM
-
-        module = ErasedAAM(module, erase_rank)
+        module = ErasedAAM(module, erase_rank, eraser)
     return module
 
 

@@ -1,22 +1,36 @@
-"""A fitted, label-free eraser of the directions in which a video's static clips differ
-from other videos' (its appearance), composed after an AAM.
+"""Fitted, label-free linear erasers composed with an AAM.
 
 Why: a trained AAM can only *shrink* a direction it should remove, and the eval attackers
 standardise every feature, so a shrunk direction still leaks. Projecting a direction out
-removes it exactly. The directions are the top principal axes of the per-video mean static
-latents of the training videos (between-video covariance): static clips have no motion, so
-those axes carry appearance and background, and the only supervision is which video a
-static clip came from, the same as L_B's.
+removes it exactly. Two kinds, both fitted once before training from cached latents with no
+private label (the only supervision is which video a clip came from, as for L_B, plus the
+seen tasks' labels):
 
-``ErasedAAM`` wraps any AAM as ``eraser(aam(x))``. The eraser is fitted once before
-training (``fit_static_eraser``), so the task heads train on erased outputs, and it is saved
-with the weights (buffers ``eraser.mean`` and ``eraser.basis``); ``erase_rank`` in the
-adapter's ``hparams`` makes ``build_aam`` rebuild the wrapper.
+- ``video`` (the default): the directions in which *videos* differ from each other, in
+  ordinary clips and static clips alike, relative to how much the clips of one video vary
+  over time and how much the seen task's classes differ. Appearance (skin, body shape,
+  clothing, background) is constant within a video; motion, and the action a head needs,
+  is not. Formally, with ``S_B`` the between-video scatter of per-video mean clip and
+  static latents (each video's mean taken relative to the mean of its seen-task class) and
+  ``S_K`` the *keep* scatter (within-video scatter of clips plus the between-class scatter
+  of the seen task), the eraser removes the top-``rank`` generalized eigenvectors of
+  ``(S_B, S_K)``: ``y -> y - ((y - mean) @ W) @ A.T`` with ``W`` those eigenvectors
+  (``W.T S_K W = I``) and ``A = S_K W``. It is an oblique projection: it zeroes the
+  ``rank`` nuisance coordinates ``W.T y`` while leaving every direction ``S_K``-orthogonal
+  to them (the temporal and task structure) untouched, which an orthogonal projection of
+  the same span would not. It is applied *before* the AAM.
+- ``static`` (the earlier recipe): the top principal axes of per-video mean static latents,
+  projected out orthogonally *after* the AAM.
+
+``ErasedAAM`` wraps any AAM with its eraser; the eraser is saved with the weights (buffers
+``eraser.mean``, ``eraser.basis`` and ``eraser.span``) and ``erase_rank`` / ``eraser`` in
+the adapter's ``hparams`` make ``build_aam`` rebuild the wrapper.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,42 +39,90 @@ from torch import Tensor, nn
 
 log = logging.getLogger("aamflow.train")
 
+ERASERS = ("none", "static", "video")
+"""Eraser kinds: none, static (after the AAM), video (before the AAM, the default)."""
 
-class StaticEraser(nn.Module):
-    """``y -> y - ((y - mean) @ basis) @ basis.T``: removes ``rank`` fixed orthonormal
-    directions around ``mean``. All-zero buffers (unfitted) make it the exact identity."""
+KEEP_REG = 1e-3  # ridge on S_K, relative to its mean eigenvalue: flat directions stay finite
+
+
+class LinearEraser(nn.Module):
+    """``y -> y - ((y - mean) @ basis) @ span.T``: removes ``rank`` fixed directions
+    (``span``) read by the functionals ``basis`` around ``mean``. An orthogonal eraser has
+    ``span == basis`` (orthonormal). All-zero buffers (unfitted) make it the exact identity."""
 
     def __init__(self, dim: int, rank: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("basis", torch.zeros(dim, rank))
+        self.register_buffer("span", torch.zeros(dim, rank))
 
-    def set(self, mean: np.ndarray | Tensor, basis: np.ndarray | Tensor) -> None:
-        """Load a fitted ``mean [D]`` and orthonormal ``basis [D, rank]``."""
-        self.mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.basis.copy_(torch.as_tensor(np.asarray(basis), dtype=torch.float32))
+    def set(
+        self,
+        mean: np.ndarray | Tensor,
+        basis: np.ndarray | Tensor,
+        span: np.ndarray | Tensor | None = None,
+    ) -> None:
+        """Load a fitted ``mean [D]``, ``basis [D, rank]`` and ``span`` (default: basis)."""
+        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        self.mean.copy_(as_t(mean))
+        self.basis.copy_(as_t(basis))
+        self.span.copy_(as_t(basis if span is None else span))
 
     def forward(self, y: Tensor) -> Tensor:
-        return y - ((y - self.mean) @ self.basis) @ self.basis.T
+        return y - ((y - self.mean) @ self.basis) @ self.span.T
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints written before ``span`` existed hold orthogonal erasers: span = basis
+        if prefix + "span" not in state and prefix + "basis" in state:
+            state[prefix + "span"] = state[prefix + "basis"]
+        super()._load_from_state_dict(state, prefix, *args)
+
+
+StaticEraser = LinearEraser  # the name checkpoints of the static recipe were built with
 
 
 class ErasedAAM(nn.Module):
-    """An AAM followed by a :class:`StaticEraser`; exposes the AAM protocol."""
+    """An AAM composed with a :class:`LinearEraser`; exposes the AAM protocol.
 
-    def __init__(self, inner: nn.Module, rank: int) -> None:
+    ``kind="video"`` erases the input (``aam(eraser(x))``), ``kind="static"`` the output
+    (``eraser(aam(x))``). :meth:`target` is what latent consistency compares the output to:
+    the erased input for ``video`` (the AAM must not be rewarded for restoring what the
+    eraser removed), the raw input for ``static``.
+    """
+
+    def __init__(self, inner: nn.Module, rank: int, kind: str = "static") -> None:
         super().__init__()
+        if kind not in ERASERS[1:]:
+            raise ValueError(f"eraser kind {kind!r}; valid: {', '.join(ERASERS[1:])}")
         self.inner = inner
-        self.eraser = StaticEraser(inner.dim, rank)
+        self.eraser = LinearEraser(inner.dim, rank)
+        self.kind = kind
         self.arch = inner.arch
         self.dim = inner.dim
-        self.hparams: dict[str, Any] = {**inner.hparams, "erase_rank": rank}
+        self.hparams: dict[str, Any] = {**inner.hparams, "erase_rank": rank, "eraser": kind}
         self.batch_dependent = inner.batch_dependent
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "video":
+            return self.inner(self.eraser(x))
         return self.eraser(self.inner(x))
 
     def forward_per_clip(self, x: Tensor) -> Tensor:
+        if self.kind == "video":
+            return self.inner.forward_per_clip(self.eraser(x))
         return self.eraser(self.inner.forward_per_clip(x))
+
+    def target(self, x: Tensor) -> Tensor:
+        return self.eraser(x) if self.kind == "video" else x
+
+
+def consistency_target(aam: nn.Module, x: Tensor) -> Tensor:
+    """What L_LC compares ``aam(x)`` to: ``x``, or the erased ``x`` for a video eraser."""
+    target = getattr(aam, "target", None)
+    return target(x) if target is not None else x
+
+
+# ----------------------------------------------------------------------- the static eraser
 
 
 def video_means(
@@ -71,22 +133,37 @@ def video_means(
     ``features`` is an ``[N, D]`` array-like (numpy or dask, read ``block`` rows at a time, so
     a large store is never loaded whole). Returns float64 ``[len(rows), D]``.
     """
+    sums, counts = _video_sums(features, owner, rows, block)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def _positions(owner: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The position in ``rows`` of each feature row's video, -1 for videos not asked for."""
     owner, rows = np.asarray(owner, dtype=np.int64), np.asarray(rows, dtype=np.int64)
-    # position of each row's video in ``rows``, -1 for videos not asked for
     lookup = np.full(int(max(owner.max(initial=-1), rows.max(initial=-1))) + 1, -1, np.int64)
     lookup[rows] = np.arange(len(rows))
-    index = np.where(owner >= 0, lookup[np.maximum(owner, 0)], -1)
-    sums = np.zeros((len(rows), features.shape[1]))
-    counts = np.zeros(len(rows))
+    return np.where(owner >= 0, lookup[np.maximum(owner, 0)], -1)
+
+
+def _blocks(features: Any, index: np.ndarray, block: int) -> Any:
+    """``(positions, float64 rows)`` of the feature rows that belong to a wanted video."""
     for start in range(0, len(index), block):
         idx = index[start : start + block]
         keep = idx >= 0
-        if not keep.any():
-            continue
-        x = np.asarray(features[start : start + block], dtype=np.float64)
-        np.add.at(sums, idx[keep], x[keep])
-        np.add.at(counts, idx[keep], 1)
-    return sums / np.maximum(counts, 1)[:, None]
+        if keep.any():
+            x = np.asarray(features[start : start + block], dtype=np.float64)
+            yield idx[keep], x[keep]
+
+
+def _video_sums(
+    features: Any, owner: np.ndarray, rows: np.ndarray, block: int
+) -> tuple[np.ndarray, np.ndarray]:
+    index = _positions(owner, rows)
+    sums = torch.zeros(len(rows), features.shape[1], dtype=torch.float64)
+    counts = np.bincount(index[index >= 0], minlength=len(rows)).astype(np.float64)
+    for idx, x in _blocks(features, index, block):
+        sums.index_add_(0, torch.from_numpy(idx), torch.from_numpy(x))  # np.add.at is slow
+    return sums.numpy(), counts
 
 
 def fit_static_eraser(means: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,3 +199,144 @@ def fit_static_eraser(means: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndar
         )
         basis[:, ~spanned] = 0.0
     return mean.astype(np.float32), np.ascontiguousarray(basis, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------- the video eraser
+
+
+@dataclass(frozen=True, kw_only=True)
+class NuisanceScatter:
+    """Second moments a video eraser is fitted from (float64, ``[D]`` / ``[D, D]``).
+
+    ``between``: between-video scatter of per-video mean clip latents (each relative to the
+    mean of its seen-task group) plus that of per-video mean static latents; ``keep``:
+    within-video scatter of clip latents plus the between-group scatter of the seen-task
+    classes; ``mean``: the clips' mean, the point the eraser projects around.
+    """
+
+    mean: np.ndarray
+    between: np.ndarray
+    keep: np.ndarray
+    videos: int
+    clips: int
+
+
+def _group_scatter(means: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(within-group, between-group) scatter of per-video means, per video."""
+    d = means.shape[1]
+    within, between = np.zeros((d, d)), np.zeros((d, d))
+    centre = means.mean(0)
+    for g in np.unique(groups):
+        m = means[groups == g]
+        mu = m.mean(0)
+        r = m - mu
+        within += r.T @ r
+        if g >= 0:  # labelled classes only: an unlabelled group is no task structure
+            between += len(m) * np.outer(mu - centre, mu - centre)
+    return within / len(means), between / len(means)
+
+
+def nuisance_scatter(
+    clips: Any,
+    clip_owner: np.ndarray,
+    static: Any,
+    static_owner: np.ndarray,
+    rows: np.ndarray,
+    groups: np.ndarray,
+    block: int = 65536,
+) -> NuisanceScatter:
+    """Accumulate a :class:`NuisanceScatter` from a store's latents, ``block`` rows at a time.
+
+    Parameters
+    ----------
+    clips, static
+        ``[N, D]`` array-likes (numpy or dask) of clip and static latents.
+    clip_owner, static_owner
+        The video row of each clip / static clip.
+    rows
+        The training videos the eraser is fitted on.
+    groups
+        Per video of ``rows``, its seen-task class (>= 0) or a negative code for videos
+        whose class is unknown (each negative code is its own unlabelled group).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    groups = np.asarray(groups, dtype=np.int64)
+    d = clips.shape[1]
+    index = _positions(clip_owner, rows)
+    sums = torch.zeros(len(rows), d, dtype=torch.float64)
+    counts = np.bincount(index[index >= 0], minlength=len(rows)).astype(np.float64)
+    second = np.zeros((d, d))
+    for idx, x in _blocks(clips, index, block):
+        sums.index_add_(0, torch.from_numpy(idx), torch.from_numpy(x))
+        second += x.T @ x
+    sums = sums.numpy()
+    has = counts > 0
+    n = float(counts.sum())
+    means = sums[has] / counts[has, None]
+    # within-video scatter: sum x x^T - sum_v n_v m_v m_v^T, per clip
+    within_video = (second - (means * counts[has, None]).T @ means) / max(n, 1.0)
+    residual, classes = _group_scatter(means, groups[has])
+    static_sums, static_counts = _video_sums(static, static_owner, rows, block)
+    keep_static = static_counts > 0
+    static_means = static_sums[keep_static] / static_counts[keep_static, None]
+    s = static_means - static_means.mean(0) if len(static_means) else static_means
+    between = residual + (s.T @ s / len(s) if len(s) else 0.0)
+    return NuisanceScatter(
+        mean=sums[has].sum(0) / max(n, 1.0),
+        between=between,
+        keep=within_video + classes,
+        videos=int(has.sum()),
+        clips=int(n),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EraserDirections:
+    """Every candidate direction of a video eraser, most video-specific first.
+
+    ``basis[:, :k]`` and ``span[:, :k]`` give the eraser of rank ``k``; ``ratio[i]`` is
+    direction i's between-video variance over its keep variance.
+    """
+
+    mean: np.ndarray  # [D]
+    basis: np.ndarray  # [D, D] functionals W (W.T S_K W = I)
+    span: np.ndarray  # [D, D] removed directions A = S_K W
+    ratio: np.ndarray  # [D], descending
+
+    def eraser(self, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 ``(mean, basis, span)`` of the rank-``rank`` eraser."""
+        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        return f32(self.mean), f32(self.basis[:, :rank]), f32(self.span[:, :rank])
+
+    def apply(self, x: np.ndarray, rank: int) -> np.ndarray:
+        """``x`` erased at ``rank``, in float64 (for fitting-time criteria)."""
+        if rank == 0:
+            return np.asarray(x, dtype=np.float64)
+        w, a = self.basis[:, :rank], self.span[:, :rank]
+        x = np.asarray(x, dtype=np.float64)
+        return x - ((x - self.mean) @ w) @ a.T
+
+
+def video_eraser_directions(
+    scatter: NuisanceScatter, reg: float = KEEP_REG, between_reg: float = 0.0
+) -> EraserDirections:
+    """The generalized eigenvectors of ``(between + between_reg * mean_eig * I,
+    keep + reg * mean_eig * I)``, largest ratio first, and the directions ``A = keep W`` an
+    oblique eraser removes."""
+    d = scatter.keep.shape[0]
+    keep = (scatter.keep + scatter.keep.T) / 2
+    keep = keep + reg * max(float(np.trace(keep)) / d, 1e-12) * np.eye(d)
+    between = (scatter.between + scatter.between.T) / 2
+    between = between + between_reg * max(float(np.trace(between)) / d, 1e-12) * np.eye(d)
+    chol = np.linalg.cholesky(keep)
+    inv = np.linalg.inv(chol)
+    m = inv @ between @ inv.T
+    values, vectors = np.linalg.eigh((m + m.T) / 2)
+    order = np.argsort(values)[::-1]
+    basis = inv.T @ vectors[:, order]
+    return EraserDirections(
+        mean=scatter.mean,
+        basis=basis,
+        span=keep @ basis,
+        ratio=np.maximum(values[order], 0.0),
+    )

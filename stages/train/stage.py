@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
+from aamflow.schemas.backends._base import atomic_write_bytes
 from aamflow.schemas.checkpoint import HEADS as HEADS_FILE
 from aamflow.schemas.checkpoint import (
     METADATA,
@@ -66,12 +67,17 @@ from aamflow.schemas.checkpoint import (
     default_adapter_dir,
     save_checkpoint,
 )
-from aamflow.schemas.errors import ConfigError, StoreError
+from aamflow.schemas.errors import CheckpointError, ConfigError, StoreError
 from aamflow.schemas.store import open_store
 from aamflow.stages.models._training import set_input_stats
-from aamflow.stages.models.aam import build_aam
+from aamflow.stages.models.aam import apply_aam, build_aam
 from aamflow.stages.models.ad_head import mil_ranking_loss
-from aamflow.stages.models.eraser import fit_static_eraser, video_means
+from aamflow.stages.models.eraser import (
+    EraserDirections,
+    consistency_target,
+    fit_static_eraser,
+    video_means,
+)
 from aamflow.stages.models.heads import HEADS, ar_loss
 from aamflow.stages.models.losses import (
     LossWeights,
@@ -100,12 +106,14 @@ from .data import (
     time_grid,
     video_roles,
 )
+from .rank import fit_directions, fit_video_eraser
 from .state import has_state, load_state, save_state
-from .validate import load_val, validate
+from .validate import AAM_BATCH, load_val, validate
 
 log = logging.getLogger("aamflow.train")
 
 CONFIG_FILE = "config.json"
+ERASER_FILE = "eraser.json"  # the video eraser's rank, the rule that chose it and its curve
 LOG_FILE = "train_log.jsonl"
 CURVES_FILE = "curves.png"
 HEADS_INFO_FILE = "heads.json"
@@ -203,9 +211,18 @@ def build_heads(tasks: tuple[str, ...], dim: int, num_classes: int) -> dict[str,
     return heads
 
 
-def build_model(config: TrainConfig, dim: int, num_classes: int, device: torch.device) -> Model:
-    """The AAM (identity at start), the heads and AdamW; call under a seeded RNG."""
-    aam = build_aam(config.arch, dim, erase_rank=config.erase_rank, **config.hparams).to(device)
+def eraser_hparams(config: TrainConfig, rank: int) -> dict[str, Any]:
+    """``build_aam``'s eraser keywords for a run whose eraser has ``rank`` directions."""
+    return {"erase_rank": rank, "eraser": config.eraser} if rank else {}
+
+
+def build_model(
+    config: TrainConfig, dim: int, num_classes: int, device: torch.device, rank: int = 0
+) -> Model:
+    """The AAM (identity at start; with an unfitted eraser of ``rank`` directions), the
+    heads and AdamW; call under a seeded RNG."""
+    hparams = {**config.hparams, **eraser_hparams(config, rank)}
+    aam = build_aam(config.arch, dim, **hparams).to(device)
     heads = {t: h.to(device) for t, h in build_heads(config.tasks or (), dim, num_classes).items()}
     groups = [{"params": list(aam.parameters()), "lr": config.lr}]
     head_params = [p for h in heads.values() for p in h.parameters()]
@@ -216,6 +233,32 @@ def build_model(config: TrainConfig, dim: int, num_classes: int, device: torch.d
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=fused)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(config, device) is torch.float16)
     return Model(aam=aam, heads=heads, optimizer=optimizer, scaler=scaler, num_classes=num_classes)
+
+
+def prepare_eraser(
+    config: TrainConfig, store: Any, train: VideoRoles, out: Path
+) -> tuple[int, EraserDirections | None, dict[str, Any]]:
+    """The eraser's rank, its fitted directions (a video eraser on a fresh run) and what
+    ``adapter.json`` records of it. A resumed run reads the rank from ``eraser.json``; its
+    buffers come back with the training state."""
+    if config.eraser == "none":
+        return 0, None, {"kind": "none"}
+    if config.eraser == "static":
+        return int(config.erase_rank or 0), None, {"kind": "static", "rank": config.erase_rank}
+    saved = out / ERASER_FILE
+    if config.resume and has_state(out):
+        if not saved.is_file():
+            raise CheckpointError(f"{out}: the training state has no {ERASER_FILE}; cannot resume")
+        info = json.loads(saved.read_text())
+        return int(info["rank"]), None, info
+    tasks = config.tasks or ()
+    if config.erase_rank is None:
+        directions, choice = fit_video_eraser(store, train, video_roles(store, "val"), tasks)
+        info = {"kind": "video", **choice.to_dict()}
+    else:
+        directions = fit_directions(store, train, tasks)
+        info = {"kind": "video", "rank": config.erase_rank, "rule": "--erase-rank"}
+    return int(info["rank"]), directions, info
 
 
 def fit_eraser(aam: nn.Module, store: Any, roles: VideoRoles) -> None:
@@ -255,13 +298,14 @@ def train_step(
     zero = torch.zeros((), device=device)
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         y = model.aam(batch.x)
+        target = consistency_target(model.aam, batch.x)  # the erased input for a video eraser
         split = dict(zip(batch.sizes, y.split(list(batch.sizes.values())), strict=True))
         a, b = split["static_a"], split["static_b"]
         if config.privacy_loss == "xcov":
             l_b = -paired_cross_covariance(a, b) * model.lc_scale
         else:
             l_b = nt_xent(a, b, config.temperature)
-        sq = (y.float() - batch.x.float()).pow(2).mean(1)
+        sq = (y.float() - target.float()).pow(2).mean(1)
         l_lc = (sq * batch.lc_weight).sum() / batch.lc_weight.sum() * model.lc_scale
         task = {"ar": zero, "tad": zero, "ad": zero}
         if "ar" in split:
@@ -398,7 +442,8 @@ def fit_head_stats(
         pos = pos[np.linspace(0, len(pos) - 1, min(keep, len(pos))).round().astype(np.int64)]
         clips = read_latents(store, roles.rows[np.unique(pos)]).clips
         device = head.in_mean.device
-        set_input_stats(head, torch.from_numpy(clips).to(device))
+        # the head reads the adapter's output: at the start, the erased latents
+        set_input_stats(head, apply_aam(model.aam, torch.from_numpy(clips), AAM_BATCH).to(device))
 
 
 # --- phase 5: outputs -------------------------------------------------------------------
@@ -484,29 +529,36 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             f"static clips (static_per_video >= 2); found {int(roles_all.lb.sum())}"
         )
     dim = store.feature_dim
-    build_aam(config.arch, dim, erase_rank=config.erase_rank, **config.hparams)  # refuses bad ones
+    build_aam(config.arch, dim, **config.hparams)  # refuses bad ones
+    if config.erase_rank is not None and config.erase_rank >= dim:
+        raise ConfigError(f"--erase-rank {config.erase_rank}: must be below the dim {dim}")
     _check_resume(out, config)
     amp = amp_dtype(config, device)
     if config.precision != "fp32" and amp is None:
         log.warning("--precision %s applies on CUDA only; %s runs fp32", config.precision, device)
     roles = roles_all.select(roles_all.used(tasks))
 
-    # phase 2: model, optimizer, state
+    # phase 2: eraser, model, optimizer, state
+    rank, directions, eraser_info = prepare_eraser(config, store, roles_all, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    if directions is not None:
+        atomic_write_bytes(out / ERASER_FILE, json.dumps(eraser_info, indent=2).encode())
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # leave the caller's RNG untouched
         torch.manual_seed(config.seed)
         gen = torch.Generator(device=device).manual_seed(config.seed)
-        model = build_model(config, dim, len(store.label_spaces.actions), device)
+        model = build_model(config, dim, len(store.label_spaces.actions), device, rank)
         start = 0
         if config.resume and has_state(out):
             start = load_state(out, **_state_parts(model), gen=gen, device=device)
             log.info("resuming %s after epoch %d", out, start)
         else:
-            fit_head_stats(model, store, roles, tasks, config.memory_budget)
-            if config.erase_rank:
+            if directions is not None and rank:
+                model.aam.eraser.set(*directions.eraser(rank))
+            elif config.eraser == "static":
                 fit_eraser(model.aam, store, roles)
+            fit_head_stats(model, store, roles, tasks, config.memory_budget)
         if config.lc_relative:
             model.lc_scale = latent_scale(store)
         rows = [r for r in read_log(out / LOG_FILE) if r["epoch"] <= start]
@@ -548,7 +600,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
                 bar.update(1)
 
     # phase 5: outputs
-    metrics = publish(out, config, store, model, rows)
+    metrics = publish(out, config, store, model, rows, eraser_info)
     store.close()
     log.info("wrote %s", out)
     return {
@@ -593,7 +645,12 @@ def run_epoch(
 
 
 def publish(
-    out: Path, config: TrainConfig, store: Any, model: Model, rows: list[dict[str, Any]]
+    out: Path,
+    config: TrainConfig,
+    store: Any,
+    model: Model,
+    rows: list[dict[str, Any]],
+    eraser: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the adapter checkpoint, heads.json and the curves; return the final metrics."""
     metrics = _final_metrics(rows)
@@ -610,6 +667,8 @@ def publish(
         batch_dependent=bool(model.aam.batch_dependent),
         epochs=int(metrics.get("epoch", 0)),
         seed=config.seed,
+        eraser=eraser,
+        recipe=config.recipe,
     )
     heads = {f"{t}.{k}": v for t, h in model.heads.items() for k, v in h.state_dict().items()}
     info = _heads_info(model, *time_grid(store.sampling))

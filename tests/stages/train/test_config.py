@@ -11,10 +11,49 @@ from aamflow.schemas.errors import ConfigError
 from aamflow.stages.train.config import TrainConfig, parse_bytes, parse_tasks
 
 
-def test_defaults_are_the_papers() -> None:
+def test_defaults_are_the_video_eraser_and_the_paper_is_a_recipe() -> None:
     c = TrainConfig(store=Path("s.zarr"))
-    assert (c.w_lc, c.w_t, c.w_b, c.lr, c.batch_size, c.epochs) == (100.0, 1.0, 1.0, 1e-4, 512, 100)
+    assert (c.eraser, c.erase_rank, c.w_b, c.recipe) == ("video", None, 0.0, "default")
+    assert (c.w_lc, c.w_t, c.lr, c.batch_size, c.epochs) == (100.0, 1.0, 1e-4, 512, 100)
     assert c.arch == "token_attention" and c.temperature == 0.1 and c.tasks is None
+    paper = TrainConfig.from_cli(store=Path("s.zarr"), recipe="paper")
+    assert (paper.eraser, paper.w_b, paper.privacy_loss, paper.w_lc) == (
+        "none",
+        1.0,
+        "ntxent",
+        100.0,
+    )
+    assert paper.recipe == "paper" and paper.to_dict()["recipe"] == "paper"
+
+
+def test_flags_given_override_the_recipe_and_flags_left_out_keep_it() -> None:
+    c = TrainConfig.from_cli(store=Path("s.zarr"), recipe="paper", w_b=2.0, lr=None, epochs=None)
+    assert (c.w_b, c.lr, c.eraser) == (2.0, 1e-4, "none")
+    s = TrainConfig.from_cli(store=Path("s.zarr"), recipe="static-eraser", erase_rank=None)
+    assert (s.eraser, s.erase_rank) == ("static", 350)
+    with pytest.raises(ConfigError, match="--recipe 'fast'"):
+        TrainConfig.from_cli(store=Path("s.zarr"), recipe="fast")
+
+
+def test_the_cli_recipe_choices_are_the_recipes() -> None:
+    from aamflow.pipeline.cli import TRAIN_RECIPES
+    from aamflow.stages.train.config import RECIPES
+
+    assert tuple(RECIPES) == TRAIN_RECIPES
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"eraser": "static"}, "--eraser static needs --erase-rank"),
+        ({"eraser": "none", "erase_rank": 4}, "pick one"),
+        ({"eraser": "leace"}, "--eraser 'leace'"),
+        ({"erase_rank": -2}, "--erase-rank"),
+    ],
+)
+def test_eraser_options_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(store=Path("s.zarr"), **options)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,12 @@ def test_short_run_lowers_the_objective_and_writes_a_loadable_adapter(
     store = open_store(train_store)
     check_compatible(meta, store.encoder, store.feature_dim, str(out))
     assert meta.train_store_uuid == store.uuid and meta.epochs == 20 and meta.seed == 0
-    assert meta.loss_weights == {"lc": 100.0, "t": 1.0, "b": 1.0}
+    assert meta.loss_weights == {"lc": 100.0, "t": 1.0, "b": 0.0} and meta.recipe == "default"
+    # the default video eraser: its rank was chosen from the data, and the curve is kept
+    assert meta.eraser["kind"] == "video" and meta.eraser["rank"] == meta.hparams.get(
+        "erase_rank", 0
+    )
+    assert meta.eraser["curve"][0]["rank"] == 0 and "rule" in meta.eraser
     assert meta.tasks == ["ar", "tad", "ad"] and not meta.batch_dependent
     assert meta.metrics["loss"] == pytest.approx(log[-1]["loss"])
     module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
@@ -82,25 +87,37 @@ def test_the_cross_covariance_objective_lowers_what_a_videos_static_clips_share(
     assert meta.privacy_loss == "xcov" and meta.loss_weights["b"] == 100.0
 
 
+@pytest.mark.parametrize("eraser", ["static", "video"])
 def test_erase_rank_fits_an_eraser_that_the_checkpoint_rebuilds(
-    train_store: Path, tmp_path: Path
+    train_store: Path, tmp_path: Path, eraser: str
 ) -> None:
     out = tmp_path / "adapter"
-    run_train(TrainConfig(store=train_store, out=out, epochs=2, erase_rank=4, **FAST))
+    opts = dict(epochs=2, eraser=eraser, erase_rank=4, **FAST)
+    run_train(TrainConfig(store=train_store, out=out, **opts))
     state, meta, _ = load_checkpoint(out)
-    assert meta.hparams["erase_rank"] == 4
+    assert meta.hparams["erase_rank"] == 4 and meta.hparams["eraser"] == eraser
     module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
     module.load_state_dict(state)
-    basis = module.eraser.basis
-    assert torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-4)
+    basis, span = module.eraser.basis, module.eraser.span
+    if eraser == "static":  # orthonormal, removed as it is read
+        assert torch.allclose(basis.T @ basis, torch.eye(4), atol=1e-4) and torch.equal(basis, span)
+    else:  # oblique: the removed directions are read back exactly (a projection)
+        assert torch.allclose(basis.T @ span, torch.eye(4), atol=1e-3)
     # the fitted eraser is part of the training state: a resumed run ends identical
     resumed = tmp_path / "resumed"
-    run_train(TrainConfig(store=train_store, out=resumed, epochs=1, erase_rank=4, **FAST))
-    run_train(
-        TrainConfig(store=train_store, out=resumed, epochs=2, erase_rank=4, resume=True, **FAST)
-    )
+    run_train(TrainConfig(store=train_store, out=resumed, **{**opts, "epochs": 1}))
+    run_train(TrainConfig(store=train_store, out=resumed, resume=True, **opts))
     again, _, _ = load_checkpoint(resumed)
     assert all(torch.equal(state[k], again[k]) for k in state)
+
+
+def test_a_chosen_rank_survives_a_resume(train_store: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_train(TrainConfig(store=train_store, out=a, epochs=1, **FAST))
+    run_train(TrainConfig(store=train_store, out=a, epochs=2, resume=True, **FAST))
+    run_train(TrainConfig(store=train_store, out=b, epochs=2, **FAST))
+    (sa, ma, _), (sb, mb, _) = load_checkpoint(a), load_checkpoint(b)
+    assert ma.eraser == mb.eraser and all(torch.equal(sa[k], sb[k]) for k in sb)
 
 
 def test_resume_continues_exactly_where_it_stopped(train_store: Path, tmp_path: Path) -> None:

@@ -1,0 +1,302 @@
+"""Choosing the video eraser's rank from the training data, with no private label.
+
+For every rank of a grid the eraser is fitted on *fit* videos and scored on held-out
+*selection* videos (the val split, or every fifth training video when the val split is too
+small), on two label-free curves:
+
+- **re-identification** (privacy proxy, lower is better): how often the nearest neighbour
+  (cosine, on features standardised as the attackers do) of one of a video's clips, among
+  the other clips of the selection videos of the same seen-task class, is the other clip of
+  the same video. Measured on pairs of static clips and on pairs of ordinary clips (first
+  and last), averaged. What is left once the class is fixed is what identifies the video:
+  its appearance, background and style of motion.
+- **seen-task score** (utility): video top-1 of a ridge classifier on the erased clips of the
+  fit videos' action labels (AR), on the selection videos.
+
+Rule: among the ranks whose seen-task score is at most one selection video below the
+unerased score, take the one with the lowest re-identification; of those within one
+selection video of it, the smallest rank (erase no more than needed). Without AR labels
+there is no utility curve to guard the choice, and the rank is the number of directions
+whose between-video variance exceeds their keep variance (ratio >= 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aamflow.stages.models.eraser import (
+    EraserDirections,
+    NuisanceScatter,
+    nuisance_scatter,
+    video_eraser_directions,
+)
+
+from .data import Latents, VideoRoles, read_latents
+
+log = logging.getLogger("aamflow.train")
+
+GRID_STEPS = 32  # ranks tried: multiples of D / GRID_STEPS below D
+MIN_SELECTION = 20  # selection videos with a clip pair below which a train fold is used
+HOLD_OUT_EVERY = 5  # the train fold: every fifth training video
+MAX_RIDGE_CLIPS = 20_000  # AR clips the ridge probe is fitted on (evenly spread)
+RIDGE = 1e-2  # ridge penalty per fitted clip, on standardised features
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankChoice:
+    """The chosen rank, the rule that chose it and the curve it was chosen from."""
+
+    rank: int
+    rule: str
+    selection: str  # "val split" or "train fold (every 5th video)"
+    selection_videos: int
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rank_grid(dim: int) -> list[int]:
+    """0 and every multiple of ``dim / GRID_STEPS`` below ``dim``."""
+    step = max(1, dim // GRID_STEPS)
+    return list(range(0, dim, step))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectionData:
+    """Host arrays of the selection videos and of the fit videos' AR clips."""
+
+    static_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # a, b, class per video
+    clip_pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    ar_fit: tuple[np.ndarray, np.ndarray] | None  # clips [C, D], label per clip
+    ar_sel: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # clips, video code, label per video
+
+
+def _pairs(x: np.ndarray, start: np.ndarray, count: np.ndarray, labels: np.ndarray) -> Any:
+    ok = count >= 2
+    if ok.sum() < 2:
+        return None
+    first, last = start[ok], start[ok] + count[ok] - 1
+    return x[first], x[last], labels[ok]
+
+
+def selection_data(
+    sel: Latents,
+    sel_classes: np.ndarray,
+    sel_labels: np.ndarray,
+    fit_ar: Latents | None,
+    fit_ar_labels: np.ndarray,
+) -> SelectionData:
+    """Arrange the latents ``select_rank`` reads. Per selection video: its seen-task class
+    for re-identification (negative codes are unlabelled kinds) and its AR label (-1: none);
+    per fit AR video its label; all aligned with each Latents' rows."""
+    ar_fit = ar_sel = None
+    if fit_ar is not None and len(fit_ar.rows):
+        ar_fit = (fit_ar.clips, np.repeat(fit_ar_labels, fit_ar.clip_count))
+        keep = sel_labels >= 0
+        if keep.any():
+            idx = np.flatnonzero(keep)
+            spans = [
+                np.arange(sel.clip_start[i], sel.clip_start[i] + sel.clip_count[i]) for i in idx
+            ]
+            codes = np.repeat(np.arange(len(idx)), [len(s) for s in spans])
+            ar_sel = (sel.clips[np.concatenate(spans)], codes, sel_labels[idx])
+    return SelectionData(
+        static_pairs=_pairs(sel.static, sel.static_start, sel.static_count, sel_classes),
+        clip_pairs=_pairs(sel.clips, sel.clip_start, sel.clip_count, sel_classes),
+        ar_fit=ar_fit,
+        ar_sel=ar_sel,
+    )
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = x.mean(0), x.std(0)
+    return mean, np.where(std > 1e-6 * max(float(std.max(initial=0.0)), 1e-30), std, 1.0)
+
+
+def reidentification(a: np.ndarray, b: np.ndarray, classes: np.ndarray, stats: Any) -> float:
+    """Share of clips whose nearest other clip (cosine, standardised) within their class is
+    their own video's other clip."""
+    mean, std = stats
+    z = (np.concatenate([a, b]) - mean) / std
+    z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-12
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    c = np.concatenate([classes, classes])
+    sim[(c[:, None] != c[None, :])] = -np.inf  # unlabelled videos share class -1
+    n = len(a)
+    partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    return float((sim.argmax(1) == partner).mean())
+
+
+def ridge_top1(fit: tuple[np.ndarray, np.ndarray], sel: Any, stats: Any) -> float:
+    """Video top-1 of a one-vs-rest ridge classifier (mean of a video's clip scores)."""
+    mean, std = stats
+    x, y = (fit[0] - mean) / std, fit[1]
+    classes = np.unique(y)
+    target = (y[:, None] == classes[None, :]) * 2.0 - 1.0
+    gram = x.T @ x + RIDGE * len(x) * np.eye(x.shape[1])
+    w = np.linalg.solve(gram, x.T @ target)
+    clips, codes, labels = sel
+    scores = ((clips - mean) / std) @ w
+    per_video = np.zeros((len(labels), len(classes)))
+    np.add.at(per_video, codes, scores)
+    return float((classes[per_video.argmax(1)] == labels).mean())
+
+
+def select_rank(
+    directions: EraserDirections, data: SelectionData, *, selection: str, grid: list[int]
+) -> RankChoice:
+    """Score each rank of ``grid`` on the selection videos and apply the rule above."""
+    curve = []
+    for k in grid:
+        fit_clips = directions.apply(data.ar_fit[0], k) if data.ar_fit is not None else None
+        if fit_clips is None:  # standardise on the selection clips when no AR clips exist
+            pairs = data.clip_pairs or data.static_pairs
+            fit_clips = directions.apply(np.concatenate(pairs[:2]), k) if pairs else None
+        stats = _standardiser(fit_clips) if fit_clips is not None else None
+        row: dict[str, Any] = {
+            "rank": k,
+            "ratio": None if k == 0 else round(float(directions.ratio[k - 1]), 4),
+        }
+        for name, pairs in (("reid_static", data.static_pairs), ("reid_clips", data.clip_pairs)):
+            if pairs is not None and stats is not None:
+                a, b, c = pairs
+                row[name] = reidentification(
+                    directions.apply(a, k), directions.apply(b, k), c, stats
+                )
+        if data.ar_fit is not None and data.ar_sel is not None:
+            clips, codes, labels = data.ar_sel
+            sel = (directions.apply(clips, k), codes, labels)
+            row["ar_top1"] = ridge_top1((fit_clips, data.ar_fit[1]), sel, stats)
+        reid = [row[n] for n in ("reid_static", "reid_clips") if n in row]
+        row["reid"] = float(np.mean(reid)) if reid else None
+        curve.append(row)
+    n_sel = max(
+        (len(p[0]) for p in (data.static_pairs, data.clip_pairs) if p is not None), default=0
+    )
+    if data.ar_sel is None or curve[0].get("ar_top1") is None or curve[0]["reid"] is None:
+        rank = int((directions.ratio >= 1.0).sum())
+        rank = min(rank, max(grid))
+        rule = "ratio >= 1 (no AR labels on held-out videos to guard the choice)"
+        return RankChoice(
+            rank=rank, rule=rule, selection=selection, selection_videos=n_sel, curve=curve
+        )
+    n_ar = len(data.ar_sel[2])
+    floor = curve[0]["ar_top1"] - 1.0 / n_ar - 1e-9
+    admissible = [r for r in curve if r["ar_top1"] >= floor]
+    best = min(r["reid"] for r in admissible)
+    slack = 1.0 / max(n_sel, 1) + 1e-9
+    rank = min(r["rank"] for r in admissible if r["reid"] <= best + slack)
+    rule = (
+        "lowest held-out re-identification (within one video) among ranks whose AR top-1 "
+        "stays within one held-out video of the unerased features"
+    )
+    return RankChoice(
+        rank=rank, rule=rule, selection=selection, selection_videos=n_sel, curve=curve
+    )
+
+
+# --- from a store ---------------------------------------------------------------------
+
+
+def scatter_groups(roles: VideoRoles, tasks: tuple[str, ...], num_actions: int) -> np.ndarray:
+    """Per video, the seen-task class its mean is taken relative to: the action for AR
+    videos when AR is seen, ``num_actions + anomaly`` for AD videos when AD is seen, and a
+    negative code per kind of unlabelled video otherwise (TAD videos hold several classes)."""
+    groups = np.full(len(roles), -1, np.int64)
+    if "ad" in tasks:
+        ad = roles.ad_label >= 0
+        groups[ad] = num_actions + roles.ad_label[ad]
+    groups[roles.tad] = -2
+    if "ar" in tasks:
+        ar = roles.ar_label >= 0
+        groups[ar] = roles.ar_label[ar]
+    return groups
+
+
+def _scatter(store: Any, roles: VideoRoles, groups: np.ndarray) -> NuisanceScatter:
+    return nuisance_scatter(
+        store.clip_features(),
+        store.read("clip_video"),
+        store.static_features(),
+        store.read("static_video"),
+        roles.rows,
+        groups,
+    )
+
+
+def _even(positions: np.ndarray, limit: int) -> np.ndarray:
+    if len(positions) <= limit:
+        return positions
+    return positions[np.linspace(0, len(positions) - 1, limit).round().astype(np.int64)]
+
+
+def fit_directions(store: Any, train: VideoRoles, tasks: tuple[str, ...]) -> EraserDirections:
+    """The video eraser's directions fitted on every training video with clips."""
+    train = train.select(train.clip_count >= 1)
+    groups = scatter_groups(train, tasks, len(store.label_spaces.actions))
+    return video_eraser_directions(_scatter(store, train, groups))
+
+
+def fit_video_eraser(
+    store: Any,
+    train: VideoRoles,
+    val: VideoRoles,
+    tasks: tuple[str, ...],
+    max_selection: int = 512,
+) -> tuple[EraserDirections, RankChoice]:
+    """Fit the video eraser's directions on the training videos and choose its rank.
+
+    The selection videos are the val split when it holds at least ``MIN_SELECTION`` videos
+    with a pair of clips (and, with AR seen, as many labelled AR videos); otherwise every
+    fifth training video is held out, the rank is chosen with an eraser fitted on the
+    rest, and the final directions are refitted on every training video.
+    """
+    num_actions = len(store.label_spaces.actions)
+    train = train.select(train.clip_count >= 1)
+    val = val.select(val.clip_count >= 1) if len(val) else val
+    pairs = (val.static_count >= 2) | (val.clip_count >= 2) if len(val) else np.zeros(0, bool)
+    enough = pairs.sum() >= MIN_SELECTION
+    if "ar" in tasks:
+        enough &= (val.ar_label[pairs] >= 0).sum() >= MIN_SELECTION if len(val) else False
+    groups = scatter_groups(train, tasks, num_actions)
+    if enough:
+        fit, fit_groups, sel = (
+            train,
+            groups,
+            val.select(_even(np.flatnonzero(pairs), max_selection)),
+        )
+        selection = "val split"
+    else:
+        fold = np.arange(len(train)) % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1
+        fit, fit_groups = train.select(~fold), groups[~fold]
+        sel = train.select(_even(np.flatnonzero(fold), max_selection))
+        selection = f"train fold (every {HOLD_OUT_EVERY}th training video)"
+    directions = video_eraser_directions(_scatter(store, fit, fit_groups))
+    sel_groups = scatter_groups(sel, tasks, num_actions)
+    ar_fit = None
+    fit_labels = np.zeros(0, np.int64)
+    if "ar" in tasks:
+        ar_pos = np.flatnonzero(fit.ar_label >= 0)
+        per_video = max(1.0, float(fit.clip_count[ar_pos].mean())) if len(ar_pos) else 1.0
+        ar_pos = _even(ar_pos, max(1, int(MAX_RIDGE_CLIPS / per_video)))
+        if len(ar_pos):
+            ar_fit = read_latents(store, fit.rows[ar_pos])
+            order = {int(r): i for i, r in enumerate(fit.rows[ar_pos])}
+            at = np.asarray([order[int(r)] for r in ar_fit.rows], dtype=np.int64)
+            fit_labels = fit.ar_label[ar_pos][at]
+    lat = read_latents(store, sel.rows)
+    where = {int(r): i for i, r in enumerate(sel.rows)}
+    order = np.asarray([where[int(r)] for r in lat.rows], dtype=np.int64)
+    ar_labels = sel.ar_label if "ar" in tasks else np.full(len(sel), -1, np.int64)
+    data = selection_data(lat, sel_groups[order], ar_labels[order], ar_fit, fit_labels)
+    choice = select_rank(directions, data, selection=selection, grid=rank_grid(store.feature_dim))
+    if not enough:  # the final eraser sees every training video
+        directions = video_eraser_directions(_scatter(store, train, groups))
+    log.info("video eraser: rank %d of %d (%s)", choice.rank, store.feature_dim, choice.rule)
+    return directions, choice
