@@ -7,7 +7,6 @@ before an atomic rename commits it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,16 +74,6 @@ class Backend(Protocol):
 
 
 BACKENDS: Registry = Registry("store backend")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file via a temporary name and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def chunk_rows(

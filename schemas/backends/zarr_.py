@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..layout import STR, ArraySpec
-from ._base import BACKENDS, atomic_write_bytes, chunk_rows
+from ._base import BACKENDS, chunk_rows
 
 ROOT_META = "zarr.json"
 

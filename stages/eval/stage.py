@@ -16,14 +16,13 @@ no data for are left out and listed under ``notes``. Outputs in ``out``: ``repor
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.store import FeatureStore, open_store
 
 from . import privacy, utility
@@ -154,12 +153,6 @@ def _assemble(
     return report
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_eval(config: EvalConfig) -> dict[str, Any]:
     """Evaluate ``config.store`` (against ``config.reference``) and write the report.
 
@@ -187,7 +180,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             store.close()
 
     paths = write_report(report, config.out)
-    _write_json(Path(config.out) / "config.json", config.to_dict())
+    atomic_write_json(Path(config.out) / "config.json", config.to_dict())
     if not config.quiet:
         print(format_summary_table(report))
         print(f"report: {paths['md']}")
