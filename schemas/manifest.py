@@ -519,24 +519,66 @@ def _coerce_csv_row(file: Path, lineno: int, row: dict[str | None, Any]) -> dict
     return out
 
 
+MAX_ALIAS_NODES = 100_000  # YAML nodes that aliases may add to a manifest, all together
+
+
 def _yaml_loader() -> type:
-    """A safe YAML loader that refuses anchors and aliases: a few hundred bytes of nested
-    aliases otherwise expand into gigabytes (a "billion laughs" document)."""
+    """A safe YAML loader with bounded aliases. PyYAML writes an alias wherever a script
+    reuses one object (a shared ``attributes`` dict), so aliases are accepted; but nested
+    aliases expand exponentially (a few hundred bytes become 10**10 nodes, a "billion
+    laughs"), so the nodes they add are counted and capped, and a recursive one is refused."""
     import yaml
 
-    class NoAliasLoader(yaml.SafeLoader):
+    def size(node: Any, memo: dict[int, int], active: set[int]) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise ValueError("recursive alias")
+        active.add(key)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(size(child, memo, active) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n += sum(size(k, memo, active) + size(v, memo, active) for k, v in node.value)
+        active.discard(key)
+        memo[key] = n
+        return n
+
+    class BoundedAliasLoader(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
+            if not self.check_event(yaml.AliasEvent):
+                return super().compose_node(parent, index)
             event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            node = super().compose_node(parent, index)
+            memo = self.__dict__.setdefault("_alias_memo", {})
+            added = size(node, memo, set())  # a cycle shows only once the anchor is complete
+            self._alias_nodes = getattr(self, "_alias_nodes", 0) + added
+            if self._alias_nodes > MAX_ALIAS_NODES:
                 raise yaml.composer.ComposerError(
                     None,
                     None,
-                    "anchors and aliases (&name, *name, <<) are not allowed in a manifest",
+                    f"aliases (*{event.anchor}) expand to more than {MAX_ALIAS_NODES:,} "
+                    "nodes; write the values out",
                     event.start_mark,
                 )
-            return super().compose_node(parent, index)
+            return node
 
-    return NoAliasLoader
+        def compose_document(self) -> Any:
+            root = super().compose_document()
+            if getattr(self, "_alias_nodes", 0):  # an alias inside its own anchor: a cycle
+                try:
+                    size(root, {}, set())
+                except ValueError:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        "an alias refers to itself (a recursive value); write the values out",
+                        None,
+                    ) from None
+            return root
+
+    return BoundedAliasLoader
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -14,14 +14,9 @@ from aamflow.schemas.manifest import load_manifest
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _NoAliases(yaml.SafeDumper):
-    def ignore_aliases(self, data: object) -> bool:
-        return True  # manifests refuse aliases; a shared sub-dict is written out twice
-
-
 def write(tmp_path: Path, doc: dict, name: str = "data_manifest.yaml") -> Path:
     p = tmp_path / name
-    p.write_text(yaml.dump(doc, Dumper=_NoAliases))
+    p.write_text(yaml.safe_dump(doc))
     return p
 
 
