@@ -27,7 +27,7 @@ from aamflow.schemas.store import FeatureStore, open_store
 
 from . import privacy, utility
 from .config import EvalConfig
-from .data import check_comparable, store_identity
+from .data import attach_private_labels, check_comparable, store_identity
 from .errors import Skipped
 from .report import REPORT_SCHEMA, format_summary_table, privacy_entry, to_jsonable, write_report
 
@@ -153,6 +153,34 @@ def _assemble(
     return report
 
 
+def _private_labels(config: EvalConfig, stores: dict[str, FeatureStore]) -> list[str]:
+    """Attach private labels to stores that have none (an anonymized store), from
+    ``--manifest`` or else ``--reference``; returns notes for the report."""
+    notes = []
+    manifest = None
+    if config.manifest is not None:
+        from aamflow.schemas.manifest import load_manifest
+
+        manifest = load_manifest(config.manifest)
+    for role, store in stores.items():
+        if manifest is not None:
+            source, what = manifest, f"--manifest {config.manifest}"
+            digest = store.provenance.get("manifest_digest")
+            if digest != manifest.digest:
+                notes.append(
+                    f"{role}: extracted from manifest {digest}, --manifest is {manifest.digest}; "
+                    "labels matched by video id"
+                )
+        elif role == "store" and "reference" in stores:
+            source, what = stores["reference"], f"--reference {config.reference}"
+        else:
+            continue
+        got = attach_private_labels(store, source, what)
+        if got:
+            notes.append(f"{role}: private labels ({', '.join(got)}) read from {what}")
+    return notes
+
+
 def run_eval(config: EvalConfig) -> dict[str, Any]:
     """Evaluate ``config.store`` (against ``config.reference``) and write the report.
 
@@ -171,6 +199,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             notes += check_comparable(stores["store"], stores["reference"])
         for note in notes:
             log.warning("%s", note)
+        notes += _private_labels(config, stores)  # informational: not warnings
         probes = privacy.plan_probes(stores["store"], config.privacy_sources)
         steps = _plan(config, stores, probes)
         results, skipped = _run_steps(steps, config.quiet)
