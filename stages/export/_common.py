@@ -99,10 +99,26 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def safe_name(video_id: str) -> str:
-    """A video id usable as a relative file name; refuses ids that would escape the folder."""
+    """A video id usable as a relative file name; refuses ids that would escape the folder,
+    split a line of a list file (control characters) or exceed a file name's 255 bytes once
+    a format's suffix is added (the manifest's limit, for stores written before it)."""
+    from aamflow.schemas.errors import show
+    from aamflow.schemas.manifest import MAX_NAME_BYTES
+
     parts = PurePosixPath(video_id).parts
-    if not video_id or video_id.startswith("/") or ".." in parts or "\\" in video_id:
-        raise StoreError(f"video id {video_id!r} cannot be used as a file name inside the export")
+    bad = (
+        not video_id
+        or video_id.startswith("/")
+        or ".." in parts
+        or "\\" in video_id
+        or any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in video_id)
+        or any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts)
+    )
+    if bad:
+        raise StoreError(
+            f"video id {show(video_id)} cannot be used as a file name inside the export "
+            f"(relative, no '..', no control characters, at most {MAX_NAME_BYTES} bytes)"
+        )
     return video_id
 
 
