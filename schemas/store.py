@@ -707,7 +707,13 @@ def open_checked_part(
     except Exception as e:
         first = " ".join(str(e).split())[:200] or type(e).__name__
         raise StoreError(f"{path}: part {name} cannot be opened ({first})") from None
-    problems = part_problems(part, name, meta, index_counts)
+    try:
+        problems = part_problems(part, name, meta, index_counts)
+    except (KeyError, TypeError, ValueError) as e:  # an edited root: plan, dims, spaces
+        part.close()
+        raise StoreError(
+            f"{path}: root attributes are malformed ({type(e).__name__}: {e})"
+        ) from None
     if problems:
         part.close()
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
