@@ -92,7 +92,9 @@ def leace_store(store: Path, out: Path, quiet: bool) -> Path:
 
     meta = json.loads(json.dumps(s.meta))
     meta["index"] = None
-    meta["provenance"].update(anonymized=True, adapter_digest="leace", source_store_uuid=s.uuid)
+    meta["provenance"].update(
+        anonymized=True, writer="anonymize", adapter_digest="leace", source_store_uuid=s.uuid
+    )
     import uuid
 
     meta["provenance"]["store_uuid"] = str(uuid.uuid4())

@@ -183,6 +183,11 @@ def inspect(path: Path, deep: bool, as_json: bool) -> None:
     is_flag=True,
     help="Only index a store whose parts were written by --part jobs.",
 )
+@click.option(
+    "--allow-duplicate-videos",
+    is_flag=True,
+    help="Accept one video (same file or same bytes) listed under ids in different splits.",
+)
 @compute_options
 @pass_quiet
 @user_errors
@@ -198,6 +203,7 @@ def extract(quiet: bool, **opts: Any) -> None:
 
     summary = run_extract(ExtractConfig(quiet=quiet, **opts))
     if summary.get("exit_code"):
+        click.echo(f"error: {summary['error']}", err=True)
         raise SystemExit(summary["exit_code"])
 
 
@@ -361,15 +367,22 @@ def train_adapter(quiet: bool, **opts: Any) -> None:
 @click.option(
     "--allow-reanonymize", is_flag=True, help="Accept an input already anonymized by this adapter."
 )
+@click.option(
+    "--keep-private-labels",
+    is_flag=True,
+    help="Copy the private-attribute and group labels into the output (by default an "
+    "anonymized store holds none; eval reads them from --reference or --manifest).",
+)
 @compute_options
 @pass_quiet
 @user_errors
 def anonymize(quiet: bool, **opts: Any) -> None:
     """Rewrite a feature store through the AAM into a new store with the same schema.
 
-    Clip and static-clip features go through the adapter; labels and metadata are copied;
-    provenance links the output to its source and adapter. Deterministic: the same bytes
-    whatever --batch-size or --workers.
+    Clip and static-clip features go through the adapter; ids, splits, task labels, TAD
+    segments and AD frame labels are copied; private-attribute and group labels and source
+    paths are left out (see --keep-private-labels); provenance links the output to its
+    source and adapter. Deterministic: the same bytes whatever --batch-size or --workers.
     """
     from aamflow.stages.anonymize.config import AnonymizeConfig
     from aamflow.stages.anonymize.stage import run_anonymize
@@ -388,7 +401,15 @@ def anonymize(quiet: bool, **opts: Any) -> None:
     "--reference",
     type=click.Path(path_type=Path),
     default=None,
-    help="Raw store to compare against (leakage reduction, utility drop).",
+    help="Raw store to compare against (leakage reduction, utility drop); also where the "
+    "private labels of an anonymized --store come from.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The data_manifest.yaml the stores came from: private labels (attributes, groups) "
+    "for a store without them, matched by video id.",
 )
 @click.option(
     "--tasks",

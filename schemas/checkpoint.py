@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, show
 
 CHECKPOINT_SCHEMA = "aamflow.adapter"
 CHECKPOINT_VERSION = 1
@@ -58,17 +59,95 @@ class AdapterMetadata:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: Path | str = "adapter.json") -> AdapterMetadata:
+        """Validate and load metadata read from ``adapter.json``: every field must have its
+        type (a string where a number belongs, a list where a mapping belongs, is refused
+        here, not deep inside the model), and ``weights_digest`` must be a sha256."""
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{source}: expected a JSON object")
         if d.get("schema") != CHECKPOINT_SCHEMA:
-            raise CheckpointError(f"{source}: not an aamflow adapter (schema {d.get('schema')!r})")
+            raise CheckpointError(
+                f"{source}: not an aamflow adapter (schema {show(d.get('schema'))})"
+            )
         known = set(cls.__dataclass_fields__)
-        missing = [
-            k
-            for k in ("arch", "hparams", "input_dim", "encoder", "train_store_uuid", "loss_weights")
-            if k not in d
-        ]
+        missing = [k for k in (*_REQUIRED, "weights_digest") if k not in d]
         if missing:
             raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in d.items() if k in known}
+        for key, value in values.items():
+            problem = _FIELD_CHECKS[key](value)
+            if problem:
+                raise CheckpointError(f"{source}: field {key!r}: {problem}, got {show(value)}")
+        return cls(**values)
+
+
+_REQUIRED = ("arch", "hparams", "input_dim", "encoder", "train_store_uuid", "loss_weights")
+MAX_INPUT_DIM = 1 << 20
+
+
+def _is_int(v: Any, low: int = 0, high: int | None = None) -> bool:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= low
+    return ok and (high is None or v <= high)
+
+
+def _is_number(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, str)) or _is_number(v)
+
+
+def _str_map(v: Any, ok: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and ok(x) for k, x in v.items())
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_FIELD_CHECKS: dict[str, Any] = {
+    "arch": lambda v: None if isinstance(v, str) and 0 < len(v) <= 100 else "expected a name",
+    "hparams": lambda v: (
+        None if _str_map(v, _scalar) else "expected a mapping of name -> number, string or bool"
+    ),
+    "input_dim": lambda v: (
+        None if _is_int(v, 1, MAX_INPUT_DIM) else f"expected an integer in [1, {MAX_INPUT_DIM}]"
+    ),
+    "encoder": lambda v: None if isinstance(v, dict) else "expected a mapping",
+    "train_store_uuid": lambda v: None if isinstance(v, str) else "expected a string",
+    "loss_weights": lambda v: (
+        None if _str_map(v, _is_number) else "expected a mapping of name -> number"
+    ),
+    "privacy_loss": lambda v: None if isinstance(v, str) else "expected a string",
+    "tasks": lambda v: (
+        None
+        if isinstance(v, list) and all(isinstance(t, str) for t in v)
+        else "expected a list of task names"
+    ),
+    "metrics": lambda v: None if isinstance(v, dict) else "expected a mapping",
+    "batch_dependent": lambda v: None if isinstance(v, bool) else "expected true or false",
+    "epochs": lambda v: None if _is_int(v) else "expected an integer >= 0",
+    "seed": lambda v: None if _is_int(v) else "expected an integer >= 0",
+    "eraser": lambda v: (
+        None
+        if isinstance(v, dict)
+        and isinstance(v.get("kind", ""), str)
+        and _is_int(v.get("rank", 0), 0, MAX_INPUT_DIM)
+        else "expected a mapping with a kind name and an integer rank"
+    ),
+    "recipe": lambda v: None if isinstance(v, str) and len(v) <= 100 else "expected a name",
+    # a blank or malformed digest would let any weights pass unverified
+    "weights_digest": lambda v: (
+        None
+        if isinstance(v, str) and _DIGEST.fullmatch(v)
+        else "expected 'sha256:' and 64 hex digits (the weights are verified against it)"
+    ),
+    "schema": lambda v: None,
+    "version": lambda v: (
+        None
+        if _is_int(v, 1, CHECKPOINT_VERSION)
+        else f"expected a version this aamflow reads (<= {CHECKPOINT_VERSION})"
+    ),
+}
 
 
 def tensors_digest(tensors: dict[str, Any]) -> str:
@@ -95,21 +174,26 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     out = Path(directory)
+    import shutil
+
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     digest = tensors_digest(tensors)
     meta_dict = {**meta.to_dict(), "weights_digest": digest}
-    save_file(tensors, str(tmp / WEIGHTS))
-    if heads:
-        save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, str(tmp / HEADS))
-    (tmp / METADATA).write_text(json.dumps(meta_dict, indent=2, sort_keys=True))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS))
+        if heads:
+            head_tensors = {k: v.detach().cpu().contiguous() for k, v in heads.items()}
+            save_file(head_tensors, str(tmp / HEADS))
+        (tmp / METADATA).write_text(json.dumps(meta_dict, indent=2, sort_keys=True))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half checkpoint
+        raise
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
         tmp.rename(out)
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
@@ -154,11 +238,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], AdapterMetadata, 
     if not meta_file.is_file():
         raise CheckpointError(f"{p}: missing {METADATA}")
     try:
-        meta_raw = json.loads(meta_file.read_text())
-    except (ValueError, OSError) as e:
-        raise CheckpointError(f"{meta_file}: invalid JSON ({e})") from None
-    if not isinstance(meta_raw, dict):
-        raise CheckpointError(f"{meta_file}: expected a JSON object")
+        meta_raw = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise CheckpointError(f"{meta_file}: invalid JSON ({detail})") from None
     meta = AdapterMetadata.from_dict(meta_raw, meta_file)
     weights = p / WEIGHTS
     if not weights.is_file():
@@ -167,10 +250,28 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], AdapterMetadata, 
             raise CheckpointError(f"{p}: missing {WEIGHTS}")
         weights = legacy
     state = _load_tensors(weights)
-    if meta.weights_digest and tensors_digest(state) != meta.weights_digest:
+    if tensors_digest(state) != meta.weights_digest:
         raise CheckpointError(f"{weights}: weights do not match the digest in {METADATA}")
     heads = _load_tensors(p / HEADS) if (p / HEADS).is_file() else {}
+    for file, tensors in ((weights, state), (p / HEADS, heads)):
+        bad = nonfinite_tensors(tensors)
+        if bad:
+            raise CheckpointError(
+                f"{file}: non-finite weights in {', '.join(bad[:3])}"
+                f"{' ...' if len(bad) > 3 else ''} (a diverged training run); retrain it"
+            )
     return state, meta, heads
+
+
+def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    import torch
+
+    return [
+        name
+        for name, t in tensors.items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 def check_compatible(meta: AdapterMetadata, encoder: dict[str, Any], dim: int, source: str) -> None:

@@ -86,6 +86,11 @@ BASE_ARRAYS: dict[str, ArraySpec] = {
 FEATURE_ARRAYS = ("clip_features", "static_features")
 TABLES = ("videos", "clips", "static", "segments", "frames")
 
+# Columns an anonymized store leaves out: beside every ``label_attr_*``, the bias group (a
+# private attribute), and the source paths (an error text may quote one).
+GROUP_COLUMN = "label_group"
+SOURCE_PATH_COLUMNS = ("video_path", "video_error")
+
 
 def attribute_column(name: str) -> str:
     return f"label_attr_{name}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +23,15 @@ from .backends._base import BACKENDS, Backend
 from .errors import StoreError
 from .layout import (
     FEATURE_ARRAYS,
+    GROUP_COLUMN,
+    SOURCE_PATH_COLUMNS,
     SPLIT_CODES,
     STATUS_CODES,
     STORE_SCHEMA,
     STORE_VERSION,
+    TABLES,
     TASK_CODES,
+    ArraySpec,
     attribute_column,
     numpy_dtype,
     part_arrays,
@@ -76,6 +80,8 @@ def detect_backend(path: str | Path) -> Backend:
         backend = BACKENDS.get(name)()
         if backend.is_store(p):
             return backend
+    if (p / "zarr.json").is_file():
+        BACKENDS.get("zarr")().read_attrs(p)  # a damaged zarr.json: says so, by name
     raise StoreError(f"{p}: not an aamflow feature store (no aamflow root attributes)")
 
 
@@ -106,6 +112,33 @@ def plan_parts(n_videos: int, part_size: int) -> list[PartPlan]:
     ]
 
 
+WRITERS = ("extract", "anonymize")  # the verbs that own (write parts of) a store
+
+
+def store_writer(meta: Mapping[str, Any]) -> str:
+    """The verb that owns a store: ``provenance.writer``, or for stores written before that
+    field existed, ``anonymize`` when the store says it is anonymized and ``extract`` if not."""
+    prov = meta.get("provenance") if isinstance(meta.get("provenance"), Mapping) else {}
+    writer = prov.get("writer")
+    if isinstance(writer, str) and writer:
+        return writer
+    return "anonymize" if prov.get("anonymized") else "extract"
+
+
+def check_writer(path: str | Path, meta: Mapping[str, Any], writer: str) -> None:
+    """Refuse to let ``writer`` add parts to a store another verb owns, so raw features
+    never land under an anonymized label and anonymized ones never under a raw one."""
+    prov = meta.get("provenance") if isinstance(meta.get("provenance"), Mapping) else {}
+    anonymized = bool(prov.get("anonymized"))
+    owner = store_writer(meta)
+    if owner != writer or anonymized != (writer == "anonymize"):
+        kind = "an anonymized store" if anonymized else "a raw feature store"
+        raise StoreError(
+            f"{path}: is {kind} written by {owner}; {writer} never writes into it "
+            "(choose another --out, or delete that store first)"
+        )
+
+
 def new_store_attrs(
     *,
     encoder: dict[str, Any],
@@ -113,13 +146,19 @@ def new_store_attrs(
     label_spaces: LabelSpaces,
     plan: Sequence[PartPlan],
     provenance: dict[str, Any] | None = None,
+    stripped: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Root attributes for a new store (``{"aamflow": {...}}``)."""
+    """Root attributes for a new store (``{"aamflow": {...}}``).
+
+    ``stripped`` names part arrays the store leaves out (an anonymized store's private
+    labels and source paths; see ``private_columns``).
+    """
     prov = {
         "store_uuid": str(uuid.uuid4()),
         "tool": TOOL_NAME,
         "tool_version": tool_version(),
         "created_utc": utcnow(),
+        "writer": "extract",
         "manifest_digest": None,
         "anonymized": False,
         "adapter_digest": None,
@@ -141,8 +180,27 @@ def new_store_attrs(
             "label_spaces": label_spaces.to_dict(),
             "provenance": prov,
             "plan": [{"name": p.name, "start": p.start, "stop": p.stop} for p in plan],
+            "stripped": sorted(stripped),
             "index": None,
         }
+    }
+
+
+def private_columns(spaces: LabelSpaces, *, labels: bool = True, paths: bool = True) -> list[str]:
+    """Part arrays an anonymized store leaves out: with ``labels`` every private-attribute
+    column and the bias group, with ``paths`` the columns that hold source paths."""
+    cols = (
+        ([attribute_column(n) for n in spaces.all_attributes()] + [GROUP_COLUMN]) if labels else []
+    )
+    return sorted(cols + (list(SOURCE_PATH_COLUMNS) if paths else []))
+
+
+def store_arrays(meta: Mapping[str, Any]) -> dict[str, ArraySpec]:
+    """Every array a part of this store holds (the layout minus ``stripped``)."""
+    spaces = LabelSpaces.from_dict(meta["label_spaces"])
+    stripped = set(meta.get("stripped") or ())
+    return {
+        k: v for k, v in part_arrays(list(spaces.all_attributes())).items() if k not in stripped
     }
 
 
@@ -157,19 +215,30 @@ def create_store(
     p = Path(path)
     backend = backend_for(p, fmt)
     if p.exists():
-        if not exist_ok:
-            raise StoreError(f"{p}: already exists (use --overwrite to replace it)")
-        existing = detect_backend(p)
-        old = existing.read_attrs(p)["aamflow"]
-        new = attrs["aamflow"]
-        for key in ("encoder", "sampling", "label_spaces", "plan"):
-            if old.get(key) != new.get(key):
-                raise StoreError(
-                    f"{p}: exists with a different {key}; use --overwrite or another --out"
-                )
-        return existing
-    backend.create(p, attrs)
+        return _reuse_store(p, attrs, exist_ok)
+    try:
+        backend.create(p, attrs)
+    except OSError:
+        if not p.exists():
+            raise
+        # another writer created it first (two runs started together): resume theirs
+        return _reuse_store(p, attrs, exist_ok)
     return backend
+
+
+def _reuse_store(p: Path, attrs: dict[str, Any], exist_ok: bool) -> Backend:
+    if not exist_ok:
+        raise StoreError(f"{p}: already exists (use --overwrite to replace it)")
+    existing = detect_backend(p)
+    old = existing.read_attrs(p)["aamflow"]
+    new = attrs["aamflow"]
+    check_writer(p, old, store_writer(new))
+    for key in ("encoder", "sampling", "label_spaces", "plan", "stripped"):
+        if (old.get(key) or None) != (new.get(key) or None):
+            raise StoreError(
+                f"{p}: exists with a different {key}; use --overwrite or another --out"
+            )
+    return existing
 
 
 # ------------------------------------------------------------------------- writing
@@ -329,8 +398,7 @@ class PartWriter:
         meta = attrs["aamflow"]
         self.meta = meta
         self.plan = plan
-        spaces = LabelSpaces.from_dict(meta["label_spaces"])
-        self.specs = part_arrays(list(spaces.all_attributes()))
+        self.specs = store_arrays(meta)
         self.dim = int(meta["feature_dim"])
         self.clip_len = int(meta["clip_len"])
         tails = {k: tail_shape(s, self.dim, self.clip_len) for k, s in self.specs.items()}
@@ -407,7 +475,8 @@ class PartWriter:
             if name.startswith("label_"):
                 one[name] = rec.labels.get(name, -1)
         for name, value in one.items():
-            self._video_rows[name].append(value)
+            if name in self._video_rows:  # a stripped column is not written at all
+                self._video_rows[name].append(value)
         if n_clips:
             self._col("clip_features", rec.clip_features, n_clips)
             self._col("clip_video", np.full(n_clips, rec.row), n_clips)
@@ -473,11 +542,14 @@ class PartWriter:
             self.abort()
 
 
-def open_part_writer(path: str | Path, plan: PartPlan) -> PartWriter:
-    """A writer for one planned part of an existing store."""
+def open_part_writer(path: str | Path, plan: PartPlan, *, writer: str | None = None) -> PartWriter:
+    """A writer for one planned part of an existing store (owned by ``writer`` when given)."""
     p = Path(path)
     backend = detect_backend(p)
-    return PartWriter(p, backend, backend.read_attrs(p), plan)
+    attrs = backend.read_attrs(p)
+    if writer is not None:
+        check_writer(p, attrs["aamflow"], writer)
+    return PartWriter(p, backend, attrs, plan)
 
 
 def store_plan(path: str | Path) -> list[PartPlan]:
@@ -505,15 +577,21 @@ def remove_store(path: str | Path) -> None:
         shutil.rmtree(p.with_name(p.name + ".parts"), ignore_errors=True)
 
 
-def index_store(path: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def index_store(
+    path: str | Path, extra: dict[str, Any] | None = None, *, writer: str | None = None
+) -> dict[str, Any]:
     """Record every planned part's counts in the root attributes; the store is then complete.
 
-    Raises StoreError naming the parts still missing.
+    Every part is opened with the reader's checks, so a damaged part is never indexed.
+    Raises StoreError naming the parts still missing or damaged, or when ``writer`` is given
+    and does not own the store.
     """
     p = Path(path)
     backend = detect_backend(p)
     attrs = backend.read_attrs(p)
     meta = attrs["aamflow"]
+    if writer is not None:
+        check_writer(p, meta, writer)
     have = set(backend.committed_parts(p))
     names = [d["name"] for d in meta["plan"]]
     missing = [n for n in names if n not in have]
@@ -524,7 +602,7 @@ def index_store(path: str | Path, extra: dict[str, Any] | None = None) -> dict[s
     totals = dict.fromkeys(("videos", "clips", "static", "segments", "frames"), 0)
     failed = 0
     for name in names:
-        part = backend.open_part(p, name)
+        part = open_checked_part(p, backend, meta, name)
         try:
             counts = dict(part.attrs["counts"])
             failed += int(np.sum(np.asarray(part["video_status"][:]) != 0))
@@ -547,6 +625,103 @@ def index_store(path: str | Path, extra: dict[str, Any] | None = None) -> dict[s
 
 
 # ------------------------------------------------------------------------- reading
+
+
+def _counts(value: Any) -> dict[str, int] | None:
+    """A part's ``counts`` attribute, or None when it is not a mapping of table -> int >= 0."""
+    if not isinstance(value, Mapping):
+        return None
+    out = {}
+    for t in TABLES:
+        n = value.get(t)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            return None
+        out[t] = n
+    return out
+
+
+def part_problems(
+    part: Any, name: str, meta: Mapping[str, Any], index_counts: Any = None
+) -> list[str]:
+    """Structural problems of one opened part (empty when sound): arrays missing or not
+    allowed, shapes that disagree with the store's feature dim, the commit record or the
+    part's counts, counts that disagree with the plan or the index, and missing chunks.
+    Cheap: reads array metadata and chunk listings, never the data."""
+    problems: list[str] = []
+    specs = store_arrays(meta)
+    dim, clip_len = int(meta["feature_dim"]), int(meta["clip_len"])
+    attrs = part.attrs if isinstance(part.attrs, Mapping) else {}
+    counts = _counts(attrs.get("counts"))
+    if counts is None:
+        problems.append(f"part {name}: its attributes hold no valid counts")
+    rows = attrs.get("rows") if isinstance(attrs.get("rows"), Mapping) else {}
+    try:
+        names = set(part.names())
+    except Exception as e:
+        return [*problems, f"part {name}: arrays cannot be listed ({type(e).__name__})"]
+    for arr in sorted(names & set(meta.get("stripped") or ())):
+        problems.append(f"part {name}: array {arr} is present but the store strips it")
+    for arr, spec in specs.items():
+        if arr not in names:
+            problems.append(f"part {name}: array {arr} is missing")
+            continue
+        try:
+            shape = tuple(part[arr].shape)
+            missing = part.missing_chunks(arr)
+        except Exception as e:
+            problems.append(f"part {name}: array {arr}: unreadable ({type(e).__name__})")
+            continue
+        tail = tail_shape(spec, dim, clip_len)
+        if shape[1:] != tail:
+            problems.append(f"part {name}: array {arr}: shape {shape}, rows must be {tail}")
+        recorded = rows.get(arr)
+        if recorded is not None and recorded != shape[0]:
+            problems.append(
+                f"part {name}: array {arr}: {shape[0]} rows, commit recorded {recorded}"
+            )
+        if counts is not None and shape[0] != counts[spec.table]:
+            problems.append(
+                f"part {name}: array {arr}: {shape[0]} rows, the part's counts say "
+                f"{counts[spec.table]} {spec.table}"
+            )
+        if missing:
+            problems.append(f"part {name}: array {arr}: {missing} chunk(s) missing")
+    planned = {d.get("name"): d for d in meta.get("plan") or () if isinstance(d, Mapping)}
+    entry = planned.get(name)
+    if counts is not None and entry is not None:
+        want = int(entry["stop"]) - int(entry["start"])
+        if counts["videos"] != want:
+            problems.append(f"part {name}: {counts['videos']} videos, the plan says {want}")
+    if counts is not None and index_counts is not None and _counts(index_counts) != counts:
+        problems.append(f"part {name}: counts {counts} differ from the index's {index_counts}")
+    return problems
+
+
+def open_checked_part(
+    path: Path, backend: Backend, meta: Mapping[str, Any], name: str, index_counts: Any = None
+) -> Any:
+    """Open one committed part for reading, refusing a damaged one by name (a deleted chunk
+    would otherwise read back as fill values, e.g. labels as -1)."""
+    try:
+        part = backend.open_part(path, name)
+    except Exception as e:
+        first = " ".join(str(e).split())[:200] or type(e).__name__
+        raise StoreError(f"{path}: part {name} cannot be opened ({first})") from None
+    try:
+        problems = part_problems(part, name, meta, index_counts)
+    except (KeyError, TypeError, ValueError) as e:  # an edited root: plan, dims, spaces
+        part.close()
+        raise StoreError(
+            f"{path}: root attributes are malformed ({type(e).__name__}: {e})"
+        ) from None
+    if problems:
+        part.close()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreError(
+            f"{path}: {problems[0]}{more}; the part is damaged (aamflow inspect {path} lists "
+            "the problems)"
+        )
+    return part
 
 
 @dataclass(frozen=True)
@@ -581,31 +756,78 @@ class FeatureStore:
     def __init__(self, path: Path, backend: Backend, allow_incomplete: bool = False) -> None:
         self.path = path
         self.backend = backend
+        self._parts: dict[str, Any] = {}
         self.attrs = backend.read_attrs(path)
-        self.meta: dict[str, Any] = self.attrs["aamflow"]
+        meta = self.attrs.get("aamflow")
+        if not isinstance(meta, dict):
+            raise StoreError(f"{path}: not an aamflow feature store (no aamflow root attributes)")
+        self.meta: dict[str, Any] = meta
         if self.meta.get("schema") != STORE_SCHEMA:
             raise StoreError(f"{path}: schema {self.meta.get('schema')!r} is not {STORE_SCHEMA}")
-        if self.meta.get("version", 0) > STORE_VERSION:
+        version = self.meta.get("version", 0)
+        if not isinstance(version, int) or version > STORE_VERSION:
+            raise StoreError(f"{path}: store version {version!r} is newer than this aamflow")
+        try:
+            self._check_meta()
+        except (KeyError, TypeError, ValueError) as e:
             raise StoreError(
-                f"{path}: store version {self.meta['version']} is newer than this aamflow"
-            )
+                f"{path}: root attributes are malformed ({type(e).__name__}: {e})"
+            ) from None
         index = self.meta.get("index")
-        if index is None and not allow_incomplete:
+        self.complete = index is not None
+        self.part_counts: list[dict[str, int]]
+        if index is not None:
+            self.part_names = [d["name"] for d in index["parts"]]
+            self.part_counts = [d["counts"] for d in index["parts"]]
+        elif not allow_incomplete:
             done = len(backend.committed_parts(path))
             raise StoreError(
                 f"{path}: store is not indexed ({done}/{len(self.meta['plan'])} parts committed); "
                 "finish or resume the run that writes it"
             )
-        if index is not None:
-            self.part_names = [d["name"] for d in index["parts"]]
-            self.part_counts = [d["counts"] for d in index["parts"]]
         else:
+            # an unfinished store (killed run, --part slices): its committed parts, counts
+            # read raw so that a damaged part is reported by validate() rather than raised
             committed = set(backend.committed_parts(path))
             self.part_names = [d["name"] for d in self.meta["plan"] if d["name"] in committed]
-            self.part_counts = []
-            for name in self.part_names:
-                self.part_counts.append(self._part(name).attrs["counts"])
-        self._parts: dict[str, Any] = {}
+            self.part_counts = [self._raw_counts(n) for n in self.part_names]
+
+    def _check_meta(self) -> None:
+        """Types and cross-checks of the root attributes every reader relies on."""
+        m = self.meta
+        int(m["feature_dim"]), int(m["clip_len"])
+        LabelSpaces.from_dict(m["label_spaces"])
+        for d in m["plan"]:
+            int(d["start"]), int(d["stop"]), str(d["name"])
+        if not isinstance(m.get("provenance"), dict):
+            raise TypeError("provenance is not a mapping")
+        index = m.get("index")
+        if index is None:
+            return
+        names = [d["name"] for d in index["parts"]]
+        if names != [d["name"] for d in m["plan"]]:
+            raise ValueError("the index lists other parts than the plan")
+        counts = [_counts(d["counts"]) for d in index["parts"]]
+        if any(c is None for c in counts):
+            raise ValueError("an index entry holds no valid counts")
+        totals = _counts(index["totals"])
+        if totals != {t: sum(c[t] for c in counts) for t in TABLES}:  # type: ignore[index]
+            raise ValueError("the index totals do not add up to its part counts")
+        plan_videos = [int(d["stop"]) - int(d["start"]) for d in m["plan"]]
+        if [c["videos"] for c in counts] != plan_videos:  # type: ignore[index]
+            raise ValueError("the index's video counts differ from the plan")
+
+    def _raw_counts(self, name: str) -> dict[str, int]:
+        try:
+            part = self.backend.open_part(self.path, name)
+        except Exception:
+            return dict.fromkeys(TABLES, 0)
+        try:
+            return _counts(
+                part.attrs.get("counts") if isinstance(part.attrs, Mapping) else None
+            ) or dict.fromkeys(TABLES, 0)
+        finally:
+            part.close()
 
     # -- metadata
     @property
@@ -636,21 +858,26 @@ class FeatureStore:
     def format(self) -> str:
         return self.backend.name
 
+    @property
+    def stripped(self) -> list[str]:
+        """Part arrays this store leaves out (private labels and paths of an anonymized store)."""
+        return list(self.meta.get("stripped") or [])
+
+    @cached_property
+    def specs(self) -> dict[str, ArraySpec]:
+        """Every array a part of this store holds."""
+        return store_arrays(self.meta)
+
+    def open_part(self, name: str) -> Any:
+        """A new checked handle on one part (for threads that read beside the main one);
+        the caller closes it."""
+        k = self.part_names.index(name)
+        counts = self.part_counts[k] if self.complete else None
+        return open_checked_part(self.path, self.backend, self.meta, name, counts)
+
     def _part(self, name: str) -> Any:
         if name not in self._parts:
-            try:
-                part = self.backend.open_part(self.path, name)
-            except (OSError, FileNotFoundError, KeyError) as e:
-                raise StoreError(f"{self.path}: part {name} cannot be opened: {e}") from None
-            # a deleted chunk would read back as fill values: refuse instead of serving them
-            for arr in ("clip_features", "static_features", "clip_video", "static_video"):
-                if part.missing_chunks(arr):
-                    part.close()
-                    raise StoreError(
-                        f"{self.path}: part {name}, array {arr}: chunk(s) missing; "
-                        f"the part is damaged (aamflow inspect {self.path} lists problems)"
-                    )
-            self._parts[name] = part
+            self._parts[name] = self.open_part(name)
         return self._parts[name]
 
     @cached_property
@@ -685,6 +912,8 @@ class FeatureStore:
             k, name = job
             try:
                 return np.asarray(parts[k][name][:])
+            except StoreError:
+                raise
             except Exception as e:  # codec checksum failures surface here
                 raise StoreError(
                     f"{self.path}: part {self.part_names[k]}, array {name}: unreadable ({e})"
@@ -716,15 +945,8 @@ class FeatureStore:
         """The videos table (pandas), one row per video, with global clip/static offsets."""
         import pandas as pd
 
-        cols = (
-            [
-                n
-                for n in self._part(self.part_names[0]).names()
-                if n.startswith(("video_", "label_"))
-            ]
-            if self.part_names
-            else []
-        )
+        cols = [n for n, spec in self.specs.items() if spec.table == "videos"]
+        cols = cols if self.part_names else []
         data = {c.removeprefix("video_"): v for c, v in self.read_many(cols).items()}
         df = pd.DataFrame(data)
         if not len(df):
@@ -815,7 +1037,7 @@ class FeatureStore:
             split=str(v["split"]),
             task=str(v["task"]),
             status=str(v["status"]),
-            error=str(v["error"]),
+            error=str(v.get("error", "")),
             num_frames=int(v["num_frames"]),
             fps=float(v["fps"]),
             clip_features=np.asarray(part["clip_features"][cs : cs + cn]),
@@ -835,51 +1057,53 @@ class FeatureStore:
             yield self.video(int(row))
 
     def validate(self, deep: bool = False) -> list[str]:
-        """Problems found (empty when healthy): missing parts or chunks, count mismatches,
-        and with ``deep`` a sha256 check of every array against its commit record."""
+        """Problems found (empty when healthy): missing parts, arrays or chunks, shapes and
+        counts that disagree, and with ``deep`` a sha256 check of every array against its
+        commit record and a scan of the features for non-finite values."""
         import hashlib
 
         from .backends.zarr_ import _row_bytes
 
         problems = []
         committed = set(self.backend.committed_parts(self.path))
-        for name, counts in zip(self.part_names, self.part_counts, strict=True):
+        for k, name in enumerate(self.part_names):
             if name not in committed:
                 problems.append(f"part {name}: missing")
                 continue
             try:  # opened raw: _part refuses damaged parts, validation reports them
                 part = self.backend.open_part(self.path, name)
             except Exception as e:
-                problems.append(f"part {name}: cannot be opened ({e})")
+                problems.append(f"part {name}: cannot be opened ({type(e).__name__}: {e})"[:300])
                 continue
-            rows = part.attrs.get("rows", {})
-            for arr in part.names():
-                try:
-                    n = part[arr].shape[0]
-                except Exception as e:
-                    problems.append(f"part {name}: array {arr}: unreadable ({e})")
-                    continue
-                if arr in rows and rows[arr] != n:
-                    problems.append(
-                        f"part {name}: array {arr}: {n} rows, commit recorded {rows[arr]}"
-                    )
-                missing = part.missing_chunks(arr)
-                if missing:
-                    problems.append(f"part {name}: array {arr}: {missing} chunk(s) missing")
-                if deep and arr in part.attrs.get("sha256", {}):
-                    try:
-                        data = np.asarray(part[arr][:])
-                    except Exception as e:
-                        problems.append(f"part {name}: array {arr}: unreadable ({e})")
-                        continue
-                    digest = hashlib.sha256(_row_bytes(data) if len(data) else b"").hexdigest()
-                    if digest != part.attrs["sha256"][arr]:
-                        problems.append(f"part {name}: array {arr}: checksum mismatch")
-            for table, arr in (("clips", "clip_features"), ("static", "static_features")):
-                if arr in rows and rows[arr] != counts[table]:
-                    problems.append(
-                        f"part {name}: {table}: {rows[arr]} rows, index says {counts[table]}"
-                    )
+            try:
+                index_counts = self.part_counts[k] if self.complete else None
+                found = part_problems(part, name, self.meta, index_counts)
+                problems += found
+                if deep and not found:
+                    problems += self._deep_problems(part, name, hashlib, _row_bytes)
+            finally:
+                part.close()
+        return problems
+
+    def _deep_problems(self, part: Any, name: str, hashlib: Any, row_bytes: Any) -> list[str]:
+        problems = []
+        sha = part.attrs.get("sha256") if isinstance(part.attrs.get("sha256"), Mapping) else {}
+        for arr in self.specs:
+            if arr not in sha and arr not in FEATURE_ARRAYS:
+                continue
+            try:
+                data = np.asarray(part[arr][:])
+            except StoreError as e:
+                problems.append(str(e).removeprefix(f"{self.path}: "))
+                continue
+            if arr in sha:
+                digest = hashlib.sha256(row_bytes(data) if len(data) else b"").hexdigest()
+                if digest != sha[arr]:
+                    problems.append(f"part {name}: array {arr}: checksum mismatch")
+            if arr in FEATURE_ARRAYS:
+                bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+                if bad:
+                    problems.append(f"part {name}: array {arr}: {bad} non-finite value(s)")
         return problems
 
     def close(self) -> None:

@@ -41,38 +41,44 @@ def inspect_manifest(path: Path) -> dict[str, Any]:
 
 
 def inspect_store(path: Path, deep: bool = False) -> dict[str, Any]:
-    """Counts, dtypes, encoder, sampling, provenance, failed videos and a verdict."""
+    """Counts, dtypes, encoder, sampling, provenance, stripped columns, failed videos and a
+    verdict. An unfinished (unindexed) store is summarised from its committed parts."""
     from aamflow.schemas.store import open_store
 
     with open_store(path, allow_incomplete=True) as store:
         meta = store.meta
-        indexed = meta.get("index") is not None
+        indexed = store.complete
         problems = [] if not store.part_names else store.validate(deep=deep)
         if not indexed:
             problems.insert(
-                0, f"not indexed: {len(store.part_names)}/{len(meta['plan'])} parts committed"
+                0,
+                f"incomplete: not indexed, {len(store.part_names)}/{len(meta['plan'])} parts "
+                "committed (resume the run that writes it, or index --part slices with "
+                "extract --commit-only)",
             )
-        arrays = {}
-        if store.part_names:
+        arrays: dict[str, Any] = {}
+        failed: list[dict[str, Any]] = []
+        n_videos = sum(c["videos"] for c in store.part_counts)
+        sound = not any(p.startswith("part ") for p in problems)
+        if store.part_names and sound:
             first = store._part(store.part_names[0])
-            for name in ("clip_features", "static_features"):
+            for name, table in (("clip_features", "clips"), ("static_features", "static")):
                 arr = first[name]
-                total = sum(
-                    c["clips" if name == "clip_features" else "static"] for c in store.part_counts
-                )
+                total = sum(c[table] for c in store.part_counts)
                 arrays[name] = {"shape": [total, *arr.shape[1:]], "dtype": str(arr.dtype)}
-        failed = []
-        n_videos = 0
-        if store.part_names:
             videos = store.videos
             n_videos = len(videos)
             bad = videos[videos["status"] != "ok"]
-            failed = [{"id": r.id, "path": r.path, "error": r.error} for r in bad.itertuples()]
+            failed = [
+                {"id": r["id"], "path": r.get("path"), "error": r.get("error")}
+                for _, r in bad.iterrows()
+            ]
         return {
             "kind": "store",
             "path": str(path),
             "format": store.format,
             "schema": f"{meta['schema']}/{meta['version']}",
+            "complete": indexed,
             "videos": n_videos,
             "clips": arrays.get("clip_features", {}).get("shape", [0])[0],
             "static_clips": arrays.get("static_features", {}).get("shape", [0])[0],
@@ -82,6 +88,7 @@ def inspect_store(path: Path, deep: bool = False) -> dict[str, Any]:
             "sampling": meta["sampling"],
             "label_spaces": meta["label_spaces"],
             "provenance": meta["provenance"],
+            "stripped": store.stripped,
             "failed_videos": failed,
             "problems": problems,
             "valid": not problems,
@@ -135,12 +142,26 @@ def format_inspect(info: dict[str, Any]) -> str:
         )
     else:
         lines.append("anonymized  no (raw encoder features)")
+    stripped = info.get("stripped") or []
+    if stripped:
+        lines.append(
+            f"stripped  {', '.join(stripped)} (private labels and source paths are not in "
+            "this store; eval reads private labels from --reference or --manifest)"
+        )
+    elif prov.get("anonymized"):
+        lines.append("stripped  none: this anonymized store carries the private labels")
     if info["failed_videos"]:
         lines.append(f"failed    {len(info['failed_videos'])} video(s):")
-        lines += [f"  {f['id']} ({f['path']}): {f['error']}" for f in info["failed_videos"][:20]]
+        for f in info["failed_videos"][:20]:
+            where = f" ({f['path']})" if f.get("path") else ""
+            why = f": {f['error']}" if f.get("error") else ""
+            lines.append(f"  {f['id']}{where}{why}")
     else:
         lines.append("failed    none")
-    if info["problems"]:
+    if not info.get("complete", True):
+        lines.append(f"verdict   INCOMPLETE ({len(info['problems'])} problem(s))")
+        lines += [f"  {p}" for p in info["problems"][:20]]
+    elif info["problems"]:
         lines.append(f"verdict   INVALID ({len(info['problems'])} problem(s))")
         lines += [f"  {p}" for p in info["problems"][:20]]
     else:

@@ -7,7 +7,6 @@ before an atomic rename commits it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,14 +76,38 @@ class Backend(Protocol):
 BACKENDS: Registry = Registry("store backend")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file via a temporary name and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+class CheckedArray:
+    """A part's array whose read errors (a corrupted chunk's checksum, an I/O error) become
+    one StoreError naming the part and the array, on every read path including dask."""
+
+    def __init__(self, array: Any, where: str) -> None:
+        self.array = array
+        self.where = where
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = len(self.shape)
+        self.chunks = getattr(array, "chunks", None)
+
+    def __getitem__(self, key: Any) -> Any:
+        from ..errors import StoreError
+
+        try:
+            return self.array[key]
+        except StoreError:
+            raise
+        except Exception as e:  # codec checksum failures surface here as RuntimeError
+            first = " ".join(str(e).split())[:200] or type(e).__name__
+            raise StoreError(f"{self.where}: unreadable ({first})") from None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def dask(self, lock: bool = False) -> Any:
+        """This array as a lazy dask array over its storage chunks."""
+        import dask.array as da
+
+        chunks = self.chunks if self.chunks and self.shape[0] else "auto"
+        return da.from_array(self, chunks=chunks, lock=lock, name=False, asarray=True)
 
 
 def chunk_rows(

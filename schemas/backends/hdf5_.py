@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import temp_name
 from ..layout import STR, ArraySpec
-from ._base import BACKENDS, chunk_rows
+from ._base import BACKENDS, CheckedArray, chunk_rows
 from .zarr_ import _row_bytes
 
 
@@ -107,6 +108,7 @@ class _StrView:
         self.ds = ds
         self.shape = ds.shape
         self.dtype = np.dtype(object)
+        self.chunks = ds.chunks
 
     def __getitem__(self, key: Any) -> Any:
         return self.ds.asstr()[key]
@@ -119,21 +121,21 @@ class _H5Part:
     def __init__(self, path: Path) -> None:
         import h5py
 
+        self.path = path
         self.file = h5py.File(path, "r")
         self.attrs = json.loads(self.file.attrs.get("aamflow_part", "{}"))
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> CheckedArray:
         ds = self.file[name]
-        return _StrView(ds) if ds.dtype.kind == "O" else ds
+        view = _StrView(ds) if ds.dtype.kind == "O" else ds
+        store = self.path.parent.with_name(self.path.parent.name.removesuffix(".parts"))
+        return CheckedArray(view, f"{store}: part {self.path.stem}, array {name}")
 
     def names(self) -> list[str]:
         return sorted(self.file.keys())
 
     def dask(self, name: str) -> Any:
-        import dask.array as da
-
-        ds = self.file[name]
-        return da.from_array(ds, chunks=ds.chunks or "auto", lock=True)
+        return self[name].dask(lock=True)  # h5py handles are not thread-safe
 
     def missing_chunks(self, name: str) -> int:
         ds = self.file[name]
@@ -166,29 +168,43 @@ class HDF5Backend:
 
     def create(self, path: Path, attrs: dict[str, Any]) -> None:
         _parts_dir(path).mkdir(parents=True, exist_ok=True)
-        self._write_root(path, attrs, [])
+        # exclusive: of two runs started together one creates the root, the other resumes it
+        self._write_root(path, attrs, [], exclusive=True)
 
-    def _write_root(self, path: Path, attrs: dict[str, Any], parts: list[str]) -> None:
+    def _write_root(
+        self, path: Path, attrs: dict[str, Any], parts: list[str], exclusive: bool = False
+    ) -> None:
         import h5py
 
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with h5py.File(tmp, "w") as f:
-            f.attrs["aamflow"] = json.dumps(attrs.get("aamflow", {}))
-            rest = {k: v for k, v in attrs.items() if k != "aamflow"}
-            if rest:
-                f.attrs["extra"] = json.dumps(rest)
-            grp = f.create_group("parts")
-            for name in parts:
-                grp[name] = h5py.ExternalLink(f"{path.name}.parts/{name}.h5", "/")
-        os.replace(tmp, path)
+        tmp = temp_name(path)
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["aamflow"] = json.dumps(attrs.get("aamflow", {}))
+                rest = {k: v for k, v in attrs.items() if k != "aamflow"}
+                if rest:
+                    f.attrs["extra"] = json.dumps(rest)
+                grp = f.create_group("parts")
+                for name in parts:
+                    grp[name] = h5py.ExternalLink(f"{path.name}.parts/{name}.h5", "/")
+            if exclusive:
+                os.link(tmp, path)  # FileExistsError when another writer was first
+            else:
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def read_attrs(self, path: Path) -> dict[str, Any]:
         import h5py
 
-        with h5py.File(path, "r") as f:
-            out = {"aamflow": json.loads(f.attrs["aamflow"])}
-            if "extra" in f.attrs:
-                out.update(json.loads(f.attrs["extra"]))
+        from ..errors import StoreError
+
+        try:
+            with h5py.File(path, "r") as f:
+                out = {"aamflow": json.loads(f.attrs["aamflow"])}
+                if "extra" in f.attrs:
+                    out.update(json.loads(f.attrs["extra"]))
+        except (ValueError, KeyError, RecursionError) as e:
+            raise StoreError(f"{path}: damaged root attributes ({type(e).__name__})") from None
         return out
 
     def _linked(self, path: Path) -> list[str]:

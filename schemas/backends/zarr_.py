@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..layout import STR, ArraySpec
-from ._base import BACKENDS, atomic_write_bytes, chunk_rows
+from ._base import BACKENDS, CheckedArray, chunk_rows
 
 ROOT_META = "zarr.json"
 
@@ -157,16 +158,15 @@ class _ZarrPart:
         self.group = zarr.open_group(str(path), mode="r", zarr_format=3)
         self.attrs = dict(self.group.attrs).get("aamflow_part", {})
 
-    def __getitem__(self, name: str) -> Any:
-        return self.group[name]
+    def __getitem__(self, name: str) -> CheckedArray:
+        store = self.path.parent.parent
+        return CheckedArray(self.group[name], f"{store}: part {self.path.name}, array {name}")
 
     def names(self) -> list[str]:
         return sorted(self.group.array_keys())
 
     def dask(self, name: str) -> Any:
-        import dask.array as da
-
-        return da.from_zarr(self.group[name])
+        return self[name].dask()
 
     def missing_chunks(self, name: str) -> int:
         arr = self.group[name]
@@ -207,12 +207,28 @@ class ZarrBackend:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def _root_meta(self, path: Path) -> dict[str, Any]:
+        from ..errors import StoreError
+
+        try:
+            meta = json.loads((path / ROOT_META).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StoreError(f"{path}: no {ROOT_META}; not a zarr store") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            detail = getattr(e, "msg", type(e).__name__)
+            raise StoreError(
+                f"{path / ROOT_META}: damaged ({detail}); the store's root metadata cannot be read"
+            ) from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("attributes", {}), dict):
+            raise StoreError(f"{path / ROOT_META}: damaged (not a zarr group's metadata)")
+        return meta
+
     def read_attrs(self, path: Path) -> dict[str, Any]:
-        return json.loads((path / ROOT_META).read_text()).get("attributes", {})
+        return self._root_meta(path).get("attributes", {})
 
     def write_attrs(self, path: Path, attrs: dict[str, Any]) -> None:
         # zarr writes zarr.json in place; we rename a complete file over it instead
-        meta = json.loads((path / ROOT_META).read_text())
+        meta = self._root_meta(path)
         meta["attributes"] = attrs
         atomic_write_bytes(path / ROOT_META, json.dumps(meta, indent=2).encode())
 

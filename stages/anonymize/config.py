@@ -17,6 +17,7 @@ class AnonymizeConfig:
     overwrite: bool = False
     allow_identity: bool = False
     allow_reanonymize: bool = False
+    keep_private_labels: bool = False  # copy label_attr_* and label_group (for evaluation)
     device: str = "cpu"
     batch_size: int = 4096
     workers: int = 1

@@ -18,6 +18,7 @@ import numpy as np
 from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
+from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.checkpoint import (
     AdapterMetadata,
     check_compatible,
@@ -26,15 +27,19 @@ from aamflow.schemas.checkpoint import (
 )
 from aamflow.schemas.errors import CheckpointError, ConfigError, StoreError
 from aamflow.schemas.layout import FEATURE_ARRAYS
+from aamflow.schemas.manifest import LabelSpaces
 from aamflow.schemas.store import (
     PartPlan,
     PartWriter,
     backend_for,
+    check_writer,
     committed_parts,
     create_store,
     detect_backend,
     index_store,
+    open_checked_part,
     open_store,
+    private_columns,
     remove_store,
     store_plan,
     utcnow,
@@ -43,6 +48,10 @@ from aamflow.schemas.store import (
 from .config import AnonymizeConfig
 
 log = logging.getLogger("aamflow.anonymize")
+
+# provenance fields that name paths on the machine that made the source store: an
+# anonymized store is what gets shared, so they are not carried over
+PATH_PROVENANCE = ("manifest_path", "manifest_name", "source_store_path", "adapter_path")
 
 
 def default_output(store: Path, fmt: str | None) -> Path:
@@ -93,9 +102,16 @@ def rewrite_part(
     from concurrent.futures import ThreadPoolExecutor
 
     src_path, dst_path = Path(src), Path(dst)
-    part = detect_backend(src_path).open_part(src_path, plan.name)
+    src_backend = detect_backend(src_path)
+    src_meta = src_backend.read_attrs(src_path)["aamflow"]
+    # the reader's checks (every array, shapes, counts, chunks): damage is never laundered
+    part = open_checked_part(src_path, src_backend, src_meta, plan.name)
     dst_backend = detect_backend(dst_path)
-    writer = PartWriter(dst_path, dst_backend, dst_backend.read_attrs(dst_path), plan)
+    try:
+        writer = PartWriter(dst_path, dst_backend, dst_backend.read_attrs(dst_path), plan)
+    except BaseException:
+        part.close()
+        raise
     blocks = [
         (name, start)
         for name in writer.specs
@@ -122,7 +138,10 @@ def rewrite_part(
             for fut in pending:
                 fut.result()
         counts = dict(part.attrs["counts"])
-        meta = {"source_part_sha256": part.attrs.get("sha256", {}), **(extra or {})}
+        # digests of only the columns kept: a stripped label column's sha256 over a few
+        # videos could be brute-forced back into its values
+        sha = {k: v for k, v in part.attrs.get("sha256", {}).items() if k in writer.specs}
+        meta = {"source_part_sha256": sha, **(extra or {})}
         writer.commit(extra=meta, counts=counts)
     except BaseException:
         writer.abort()
@@ -155,30 +174,51 @@ def anonymize_part(
     module = _load_adapter(adapter, device)
 
     def transform(rows: np.ndarray) -> np.ndarray:
+        if not np.isfinite(rows).all():
+            raise StoreError(
+                f"{src}: part {plan.name}: the input holds non-finite features; anonymize "
+                f"refuses to rewrite them (aamflow inspect --deep {src})"
+            )
         x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-        return apply_aam(module, x, batch_size).numpy()
+        out = apply_aam(module, x, batch_size).numpy()
+        if not np.isfinite(out).all():
+            raise CheckpointError(
+                f"{adapter}: the adapter turned finite features of part {plan.name} into "
+                "non-finite ones (a diverged adapter?); nothing of that part was committed"
+            )
+        return out
 
     return rewrite_part(plan, src=src, dst=dst, transform=transform, rows_per_read=rows_per_read)
 
 
 def _output_attrs(
-    src_meta: dict[str, Any], meta: AdapterMetadata, adapter: Path, store: Path
+    src_meta: dict[str, Any], meta: AdapterMetadata, keep_private_labels: bool
 ) -> dict[str, Any]:
+    """The output's root attributes: the source's, marked anonymized and owned by
+    anonymize, without the source's paths and (by default) without its private labels."""
     import uuid
 
     out = json.loads(json.dumps(src_meta))  # deep copy of plain JSON
     out["index"] = None
+    spaces = LabelSpaces.from_dict(out["label_spaces"])
+    strip = private_columns(spaces, labels=not keep_private_labels)
+    out["stripped"] = sorted(set(out.get("stripped") or ()) | set(strip))
     prov = out["provenance"]
+    for key in PATH_PROVENANCE:
+        prov.pop(key, None)
+    pre = out["encoder"].get("preprocessing")
+    source = pre.get("source") if isinstance(pre, dict) else None
+    if isinstance(source, str) and (Path(source).is_absolute() or Path(source).exists()):
+        pre["source"] = Path(source).name  # local weights: the folder name, not where it lives
     prov.update(
         {
             "store_uuid": str(uuid.uuid4()),
             "created_utc": utcnow(),
+            "writer": "anonymize",
             "anonymized": True,
             "adapter_digest": meta.weights_digest,
             "adapter_arch": meta.arch,
-            "adapter_path": str(adapter),
             "source_store_uuid": src_meta["provenance"]["store_uuid"],
-            "source_store_path": str(store),
             "source_adapter_digest": src_meta["provenance"].get("adapter_digest"),
         }
     )
@@ -234,11 +274,14 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         raise ConfigError("--batch-size must be >= 1")
     store, adapter, meta, out = _check_inputs(config)
     fmt = config.fmt or (store.format if config.out is None else backend_for(out).name)
-    attrs = _output_attrs(store.meta, meta, adapter, Path(config.store))
+    attrs = _output_attrs(store.meta, meta, config.keep_private_labels)
     store.close()
     if out.exists():
         existing = detect_backend(out)
-        old = existing.read_attrs(out)["aamflow"]["provenance"]
+        # a raw (extract) store is never replaced or added to, even with --overwrite
+        old_meta = existing.read_attrs(out)["aamflow"]
+        check_writer(out, old_meta, "anonymize")
+        old = old_meta["provenance"]
         same_job = (
             old.get("source_store_uuid") == attrs["aamflow"]["provenance"]["source_store_uuid"]
             and old.get("adapter_digest") == meta.weights_digest
@@ -248,6 +291,11 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         elif not same_job:
             raise StoreError(
                 f"{out}: exists and was made from another store or adapter; use --overwrite or another --out"
+            )
+        elif sorted(old_meta.get("stripped") or ()) != attrs["aamflow"]["stripped"]:
+            raise StoreError(
+                f"{out}: exists with other columns stripped ({old_meta.get('stripped')}); "
+                "resume it with the same --keep-private-labels setting, or use --overwrite"
             )
         else:
             attrs = existing.read_attrs(out)  # resume: keep the output's own uuid
@@ -281,11 +329,11 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         "clips": sum(r["clips"] for r in results),
     }
     if committed_parts(out) >= {p.name for p in plan}:
-        index_store(out)
+        index_store(out, writer="anonymize")
         summary["indexed"] = True
     else:
         summary["indexed"] = False
-    (Path(str(out) + ".config.json")).write_text(json.dumps(config.to_dict(), indent=2))
+    atomic_write_json(Path(str(out) + ".config.json"), config.to_dict())
     if not config.quiet:
         state = (
             "indexed" if summary["indexed"] else "parts written; index with a run over all parts"

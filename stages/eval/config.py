@@ -49,6 +49,10 @@ class EvalConfig:
         The store under test (raw or anonymized).
     reference : Path or None
         A raw store to compare against (same encoder and manifest); None for no comparison.
+        Also where the private labels come from when the store under test has none.
+    manifest : Path or None
+        The manifest the stores were extracted from: the private labels (attributes, groups)
+        of a store that has none, matched by video id; it wins over ``reference``.
     tasks : tuple of str
         Any of :data:`TASKS`, in the order they are reported.
     attackers : tuple of str
@@ -73,6 +77,7 @@ class EvalConfig:
 
     store: Path
     reference: Path | None = None
+    manifest: Path | None = None
     tasks: tuple[str, ...] = TASKS
     attackers: tuple[str, ...] = ("linear", "mlp", "knn")
     out: Path = Path("report")
@@ -86,8 +91,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         # Accept strings and lists from Python callers; store tuples and Paths.
         object.__setattr__(self, "store", Path(self.store))
-        if self.reference is not None:
-            object.__setattr__(self, "reference", Path(self.reference))
+        for key in ("reference", "manifest"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, Path(getattr(self, key)))
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "tasks", _split_list(self.tasks))
         object.__setattr__(self, "attackers", _split_list(self.attackers))
@@ -111,6 +117,7 @@ class EvalConfig:
         store: Path,
         reference: Path | None,
         tasks: str,
+        manifest: Path | None = None,
         attackers: str,
         out: Path,
         seed: int,
@@ -121,6 +128,7 @@ class EvalConfig:
             quiet=quiet,
             store=store,
             reference=reference,
+            manifest=manifest,
             tasks=_split_list(tasks),
             attackers=_split_list(attackers),
             out=out,
@@ -131,7 +139,7 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, written as ``config.json`` beside the report."""
         d = asdict(self)
-        for key in ("store", "reference", "out"):
+        for key in ("store", "reference", "manifest", "out"):
             d[key] = None if d[key] is None else str(d[key])
         for key in ("tasks", "attackers", "privacy_sources"):
             d[key] = list(d[key])

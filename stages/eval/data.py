@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from aamflow.schemas.errors import ConfigError
-from aamflow.schemas.store import FeatureStore
+from aamflow.schemas.layout import attribute_column
+from aamflow.schemas.store import FeatureStore, label_codes
 
 TRAIN_SPLITS = ("train", "val")
 """Splits whose videos train attackers, probes and heads."""
@@ -22,6 +23,11 @@ TEST_SPLITS = ("test",)
 
 MAIN_SUBSET = "main"
 BIAS_SUBSET = "bias"
+
+NO_PRIVATE_LABELS = (
+    "the store holds no private labels (anonymize strips them); pass --reference RAW_STORE "
+    "or --manifest data_manifest.yaml to read them from there"
+)
 
 # The videos-table columns (start, count) locating a video's rows in each per-video array.
 _TABLES = {
@@ -173,3 +179,74 @@ def check_comparable(store: FeatureStore, reference: FeatureStore) -> list[str]:
     if store.uuid == reference.uuid and store.path.resolve() != reference.path.resolve():
         warnings.append("--store and --reference are copies of the same store")
     return warnings
+
+
+def private_label_columns(store: FeatureStore) -> list[str]:
+    """The private label columns a store's label spaces declare (attributes and group)."""
+    spaces = store.label_spaces
+    cols = [attribute_column(name) for name in spaces.all_attributes()]
+    return cols + (["label_group"] if spaces.groups else [])
+
+
+def _manifest_labels(manifest: Any, columns: list[str]) -> Any:
+    import pandas as pd
+
+    rows = {}
+    for entry in manifest.videos:
+        codes = label_codes(entry, manifest.label_spaces)
+        rows[entry.id] = {
+            "split": entry.split,
+            "task": entry.task,
+            **{c: codes[c] for c in columns},
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["split", "task", *columns])
+
+
+def attach_private_labels(store: FeatureStore, source: Any, what: str) -> list[str]:
+    """Give ``store`` the private label columns it lacks (an anonymized store holds none),
+    read from ``source`` (a raw FeatureStore or a Manifest) and matched by video id.
+
+    The labels serve only to score the attackers; they are never written. Raises
+    ConfigError when ``source`` does not describe the store's videos: other label spaces,
+    an id it lacks, or an id in another split or task. Returns the columns attached.
+    """
+    from aamflow.schemas.errors import show
+    from aamflow.schemas.manifest import Manifest
+
+    videos = store.videos
+    wanted = [c for c in private_label_columns(store) if c not in videos.columns]
+    if not wanted or not len(videos):
+        return []
+    if isinstance(source, Manifest):
+        if source.label_spaces.to_dict() != store.meta.get("label_spaces"):
+            raise ConfigError(
+                f"eval: {what} declares other label spaces than --store {store.path}; "
+                "pass the manifest the store was extracted from"
+            )
+        table = _manifest_labels(source, wanted)
+    else:
+        have = [c for c in wanted if c in source.videos.columns]
+        if not have:
+            return []
+        wanted = have
+        table = source.videos.set_index("id")[["split", "task", *wanted]]
+    ids = videos["id"].to_numpy()
+    absent = ~videos["id"].isin(table.index).to_numpy()
+    if absent.any():
+        raise ConfigError(
+            f"eval: {what} lacks {int(absent.sum())} of --store's {len(ids)} video ids "
+            f"(first: {show(str(ids[absent][0]))}); pass the raw store or manifest it was made from"
+        )
+    matched = table.loc[ids]
+    for col in ("split", "task"):
+        differ = matched[col].to_numpy() != videos[col].to_numpy()
+        if differ.any():
+            vid = str(ids[differ][0])
+            raise ConfigError(
+                f"eval: video {show(vid)} is {col} {videos[col].to_numpy()[differ][0]!r} in "
+                f"--store but {matched[col].to_numpy()[differ][0]!r} in {what}; they describe "
+                "other videos"
+            )
+    for col in wanted:
+        videos[col] = matched[col].to_numpy(np.int64)
+    return wanted

@@ -26,7 +26,14 @@ from aamflow.schemas.layout import attribute_column
 from aamflow.schemas.store import FeatureStore
 
 from .attackers import attack
-from .data import MAIN_SUBSET, TEST_SPLITS, TRAIN_SPLITS, gather, select_videos
+from .data import (
+    MAIN_SUBSET,
+    NO_PRIVATE_LABELS,
+    TEST_SPLITS,
+    TRAIN_SPLITS,
+    gather,
+    select_videos,
+)
 from .errors import Skipped
 
 _SOURCES = {
@@ -78,6 +85,8 @@ def run_probe(
     labelled test videos or fewer than two attribute values among its training videos.
     """
     column = attribute_column(probe.attribute)
+    if len(store.videos) and column not in store.videos.columns:
+        raise Skipped(f"privacy {probe.key}: {NO_PRIVATE_LABELS}")
     array, count = _SOURCES[probe.source]
     limit = max_clips_per_video if probe.source == "clips" else None
     pick = {"subset": MAIN_SUBSET, "labelled": column, "needs": count}

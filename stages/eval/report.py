@@ -51,12 +51,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aamflow.schemas.atomic import atomic_write_text
 
 from .metrics import leakage_reduction
 
@@ -436,13 +437,6 @@ def _plot_leakage(report: Mapping[str, Any], path: Path) -> bool:
 # ------------------------------------------------------------------------------------- write
 
 
-def _write_text(path: Path, text: str) -> None:
-    # Write then rename, so a reader never sees half a report.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(report: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and the PNG plots into ``out_dir``.
 
@@ -462,6 +456,6 @@ def write_report(report: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
         if draw(data, path):
             plots[key] = path
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md"}
-    _write_text(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
-    _write_text(paths["md"], _render_md(data, plots))
+    atomic_write_text(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["md"], _render_md(data, plots))
     return {**paths, **plots}

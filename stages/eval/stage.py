@@ -16,19 +16,18 @@ no data for are left out and listed under ``notes``. Outputs in ``out``: ``repor
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.store import FeatureStore, open_store
 
 from . import privacy, utility
 from .config import EvalConfig
-from .data import check_comparable, store_identity
+from .data import attach_private_labels, check_comparable, store_identity
 from .errors import Skipped
 from .report import REPORT_SCHEMA, format_summary_table, privacy_entry, to_jsonable, write_report
 
@@ -154,10 +153,32 @@ def _assemble(
     return report
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _private_labels(config: EvalConfig, stores: dict[str, FeatureStore]) -> list[str]:
+    """Attach private labels to stores that have none (an anonymized store), from
+    ``--manifest`` or else ``--reference``; returns notes for the report."""
+    notes = []
+    manifest = None
+    if config.manifest is not None:
+        from aamflow.schemas.manifest import load_manifest
+
+        manifest = load_manifest(config.manifest)
+    for role, store in stores.items():
+        if manifest is not None:
+            source, what = manifest, f"--manifest {config.manifest}"
+            digest = store.provenance.get("manifest_digest")
+            if digest != manifest.digest:
+                notes.append(
+                    f"{role}: extracted from manifest {digest}, --manifest is {manifest.digest}; "
+                    "labels matched by video id"
+                )
+        elif role == "store" and "reference" in stores:
+            source, what = stores["reference"], f"--reference {config.reference}"
+        else:
+            continue
+        got = attach_private_labels(store, source, what)
+        if got:
+            notes.append(f"{role}: private labels ({', '.join(got)}) read from {what}")
+    return notes
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
@@ -178,6 +199,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             notes += check_comparable(stores["store"], stores["reference"])
         for note in notes:
             log.warning("%s", note)
+        notes += _private_labels(config, stores)  # informational: not warnings
         probes = privacy.plan_probes(stores["store"], config.privacy_sources)
         steps = _plan(config, stores, probes)
         results, skipped = _run_steps(steps, config.quiet)
@@ -187,7 +209,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             store.close()
 
     paths = write_report(report, config.out)
-    _write_json(Path(config.out) / "config.json", config.to_dict())
+    atomic_write_json(Path(config.out) / "config.json", config.to_dict())
     if not config.quiet:
         print(format_summary_table(report))
         print(f"report: {paths['md']}")

@@ -40,6 +40,7 @@ from .alignment import clip_frame_labels
 from .data import (
     BIAS_SUBSET,
     MAIN_SUBSET,
+    NO_PRIVATE_LABELS,
     TEST_SPLITS,
     TRAIN_SPLITS,
     clip_geometry,
@@ -116,6 +117,8 @@ def bias_gap(store: FeatureStore, *, seed: int, epochs: int | None, device: str)
     """Per-group AR top-1 on the ``bias`` subset's test videos and the gap between groups."""
     if not len(store.videos) or not (store.videos["subset"] == BIAS_SUBSET).any():
         raise Skipped(f"bias: the store has no videos of subset {BIAS_SUBSET!r}")
+    if "label_group" not in store.videos.columns:
+        raise Skipped(f"bias: {NO_PRIVATE_LABELS}")
     test, pred, n_train = _ar_predictions(
         store, BIAS_SUBSET, seed=seed, epochs=epochs, device=device
     )

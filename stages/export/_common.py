@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from aamflow.schemas._registry import Registry
+from aamflow.schemas.atomic import atomic_write_text, atomic_write_with, temp_name
 from aamflow.schemas.errors import ConfigError, StoreError
 from aamflow.schemas.store import FeatureStore
 
@@ -71,22 +72,16 @@ EXPORTERS: Registry[Exporter] = Registry("export format")
 # ------------------------------------------------------------------------------ atomic writes
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+# the whole export is staged and renamed at the end, so per-file fsync would only slow it
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     """``np.save`` to a temporary name, then rename."""
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array))
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda f: np.save(f, np.ascontiguousarray(array)), fsync=False)
 
 
 def write_text(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text, fsync=False)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -95,8 +90,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a hard link to ``src`` (one copy on disk), or a copy where links fail."""
-    tmp = _tmp(dst)
-    tmp.unlink(missing_ok=True)
+    tmp = temp_name(dst)
     try:
         os.link(src, tmp)
     except OSError:
@@ -105,10 +99,26 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def safe_name(video_id: str) -> str:
-    """A video id usable as a relative file name; refuses ids that would escape the folder."""
+    """A video id usable as a relative file name; refuses ids that would escape the folder,
+    split a line of a list file (control characters) or exceed a file name's 255 bytes once
+    a format's suffix is added (the manifest's limit, for stores written before it)."""
+    from aamflow.schemas.errors import show
+    from aamflow.schemas.manifest import MAX_NAME_BYTES
+
     parts = PurePosixPath(video_id).parts
-    if not video_id or video_id.startswith("/") or ".." in parts or "\\" in video_id:
-        raise StoreError(f"video id {video_id!r} cannot be used as a file name inside the export")
+    bad = (
+        not video_id
+        or video_id.startswith("/")
+        or ".." in parts
+        or "\\" in video_id
+        or any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in video_id)
+        or any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts)
+    )
+    if bad:
+        raise StoreError(
+            f"video id {show(video_id)} cannot be used as a file name inside the export "
+            f"(relative, no '..', no control characters, at most {MAX_NAME_BYTES} bytes)"
+        )
     return video_id
 
 

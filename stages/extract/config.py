@@ -30,6 +30,7 @@ class ExtractConfig:
     overwrite: bool = False
     strict: bool = False
     commit_only: bool = False
+    allow_duplicate_videos: bool = False  # one video under ids in different splits
     loader_workers: int = 1
     quiet: bool = False
 

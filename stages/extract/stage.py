@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ import numpy as np
 from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
+from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.errors import ConfigError, StoreError
 from aamflow.schemas.manifest import Manifest, load_manifest
 from aamflow.schemas.store import (
     PartPlan,
+    check_writer,
     committed_parts,
     create_store,
     detect_backend,
@@ -218,7 +221,7 @@ def extract_part(
                 state[k]["static"] = (meta, feats)
             state[k]["pending"] -= 1
 
-    with open_part_writer(store, plan) as writer:
+    with open_part_writer(store, plan, writer="extract") as writer:
 
         def write_ready() -> None:
             nonlocal next_write, failed, clips
@@ -321,9 +324,19 @@ def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]
             f"{config.manifest}: sampling.clip_len {manifest.sampling.clip_len} does not match "
             f"encoder {config.encoder}'s clip_len {identity['clip_len']}"
         )
+    # the encoder's preprocessing fixes the input side; a manifest may state it (checked)
+    # or leave it out (the store records the encoder's)
+    size = int(enc.transform.crop)
+    asked = manifest.sampling.input_size
+    if asked is not None and asked != size:
+        raise ConfigError(
+            f"{config.manifest}: sampling.input_size {asked} does not match encoder "
+            f"{config.encoder}'s input size {size}; set it to {size} or leave it out "
+            "(aamflow feeds each encoder the size it was built for)"
+        )
     return new_store_attrs(
         encoder=identity,
-        sampling=manifest.sampling,
+        sampling=replace(manifest.sampling, input_size=size),
         label_spaces=manifest.label_spaces,
         plan=plan,
         provenance={
@@ -332,6 +345,20 @@ def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]
             "manifest_name": manifest.name,
         },
     )
+
+
+def _check_duplicates(config: ExtractConfig, manifest: Manifest) -> None:
+    """Warn about one video listed under several ids; refuse it across splits (a train/test
+    leak) unless ``allow_duplicate_videos``."""
+    from aamflow.schemas.manifest import duplicate_videos
+
+    for dup in duplicate_videos(manifest):
+        if len(dup.splits) > 1 and not config.allow_duplicate_videos:
+            raise ConfigError(
+                f"{config.manifest}: {dup.describe()} across splits {', '.join(dup.splits)}: "
+                "a train/test leak; fix the manifest or pass --allow-duplicate-videos"
+            )
+        log.warning("%s: %s; each is extracted", config.manifest, dup.describe())
 
 
 def run_extract(config: ExtractConfig) -> dict[str, Any]:
@@ -343,15 +370,19 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
     out = Path(config.out)
     resolve_device(config.device)  # a missing device is refused before anything is written
     if config.commit_only:
-        index = index_store(out)
+        index = index_store(out, writer="extract")
         if not config.quiet:
             print(
                 f"indexed {out}: {index['totals']['videos']} videos, {index['totals']['clips']} clips"
             )
         return {"out": str(out), "indexed": True, "exit_code": 0}
     manifest = _manifest(config.manifest)
+    _check_duplicates(config, manifest)
     plan = plan_parts(len(manifest.videos), config.part_size)
     attrs = _store_attrs(config, manifest, plan)
+    if out.exists():
+        # an anonymized store is never extracted into, not even to replace it
+        check_writer(out, detect_backend(out).read_attrs(out)["aamflow"], "extract")
     if out.exists() and config.overwrite and config.part_slice is None:
         remove_store(out)
     if out.exists():
@@ -424,10 +455,16 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
         summary["indexed"] = True
         summary["failed_total"] = index["failed_videos"]
         summary["videos_total"] = index["totals"]["videos"]
-    (out.parent / f"{out.name}.extract.json").write_text(json.dumps(config.to_dict(), indent=2))
+    atomic_write_json(out.parent / f"{out.name}.extract.json", config.to_dict())
     failed = summary.get("failed_total", summary["failed"])
     total = summary.get("videos_total", summary["videos"])
     summary["exit_code"] = 1 if (failed and config.strict) or (total and failed == total) else 0
+    if summary["exit_code"]:
+        # printed even with --quiet (the CLI shows it on stderr): exit 1 alone says nothing
+        what = "every video failed" if failed == total else "--strict and videos failed"
+        summary["error"] = (
+            f"{what} ({failed} of {total}); they are recorded in the store: aamflow inspect {out}"
+        )
     if not config.quiet:
         rate = summary["clips"] / seconds if seconds else 0.0
         state = (

@@ -270,6 +270,9 @@ def paper(dim: int, *, layers: int = 3, heads: int = 8, dropout: float = 0.0) ->
 # --- public functions -------------------------------------------------------------------
 
 
+MAX_AAM_PARAMS = 1 << 28  # 1 GiB of float32 weights: far beyond any adapter of a D <= 4096 latent
+
+
 def build_aam(
     arch: str, dim: int, *, erase_rank: int = 0, eraser: str = "static", **hparams: Any
 ) -> nn.Module:
@@ -313,6 +316,22 @@ def build_aam(
 
     if eraser not in ERASERS[1:]:
         raise ConfigError(f"AAM eraser {eraser!r}: valid: {', '.join(ERASERS[1:])}")
+    big = {k: v for k, v in hparams.items() if isinstance(v, int) and not 0 <= v <= 1 << 16}
+    if big:
+        raise ConfigError(f"AAM {arch!r}: hparams {big} must lie in [0, 65536]")
+    # built on the meta device first (no memory), so a wrong-typed or huge hyperparameter
+    # (an adapter.json with width 10**7) is one ConfigError, not a 480 GB allocation
+    try:
+        with torch.device("meta"):
+            size = sum(t.numel() for t in factory(dim, **hparams).state_dict().values())
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError(f"AAM {arch!r}: bad hparams {hparams} ({first})") from None
+    if size > MAX_AAM_PARAMS:
+        raise ConfigError(
+            f"AAM {arch!r}: hparams {hparams} give {size:,} parameters, more than the "
+            f"{MAX_AAM_PARAMS:,} an adapter may have"
+        )
     module = factory(dim, **hparams)
     if erase_rank:
         module = ErasedAAM(module, erase_rank, eraser)

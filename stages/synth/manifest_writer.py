@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from aamflow.schemas.atomic import atomic_write_text
 
 from .plan import VideoPlan
 from .presets import ACTIONS, ATTRIBUTES, GROUPS, TEMPORAL_ATTRIBUTES, Preset
@@ -22,16 +23,6 @@ SAMPLING = {
     "static_per_video": 10,
     "input_size": 112,
 }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def label_spaces() -> dict[str, Any]:

@@ -7,9 +7,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from aamflow.schemas.atomic import atomic_write_text
 from aamflow.schemas.errors import ConfigError
 
-from .manifest_writer import MANIFEST_NAME, atomic_write_text, write_manifest
+from .manifest_writer import MANIFEST_NAME, write_manifest
 from .plan import VideoPlan, make_plan
 from .presets import get_preset
 

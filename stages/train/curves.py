@@ -17,7 +17,13 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     """The rows of a ``train_log.jsonl`` (empty when the file does not exist)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash or a full disk: its epoch is rerun on resume
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

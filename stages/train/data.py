@@ -183,7 +183,7 @@ def read_latents(store: Any, rows: np.ndarray, *, frames: bool = False) -> Laten
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "static", "clips", "sc", "cc")}
     frame_starts = []
     for name, pv in v.groupby("part", sort=False):
-        part = store.backend.open_part(store.path, name)
+        part = store.open_part(name)  # its own checked handle: safe beside other threads
         try:
             for table, key, arr, tag in (
                 ("static", "static", "static_features", "sc"),

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
-from aamflow.schemas.backends._base import atomic_write_bytes
+from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.checkpoint import HEADS as HEADS_FILE
 from aamflow.schemas.checkpoint import (
     METADATA,
@@ -67,7 +67,7 @@ from aamflow.schemas.checkpoint import (
     default_adapter_dir,
     save_checkpoint,
 )
-from aamflow.schemas.errors import CheckpointError, ConfigError, StoreError
+from aamflow.schemas.errors import CheckpointError, ConfigError, StoreError, TrainingDiverged
 from aamflow.schemas.store import open_store
 from aamflow.stages.models._training import set_input_stats
 from aamflow.stages.models.aam import apply_aam, build_aam
@@ -541,9 +541,8 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
     # phase 2: eraser, model, optimizer, state
     rank, directions, eraser_info = prepare_eraser(config, store, roles_all, out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     if directions is not None:
-        atomic_write_bytes(out / ERASER_FILE, json.dumps(eraser_info, indent=2).encode())
+        atomic_write_json(out / ERASER_FILE, eraser_info, indent=2)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # leave the caller's RNG untouched
         torch.manual_seed(config.seed)
@@ -561,6 +560,10 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             fit_head_stats(model, store, roles, tasks, config.memory_budget)
         if config.lc_relative:
             model.lc_scale = latent_scale(store)
+        # written once the state is known to fit: a refused resume leaves the old config;
+        # the store resolved, so a resume from another folder compares the same path
+        saved = {**config.to_dict(), "store": str(Path(config.store).resolve())}
+        atomic_write_json(out / CONFIG_FILE, saved, sort_keys=True)
         rows = [r for r in read_log(out / LOG_FILE) if r["epoch"] <= start]
         (out / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -586,6 +589,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
             for epoch in range(start + 1, config.epochs + 1):
                 chunks = epoch_chunks(store, place, config, epoch, device)
                 row = run_epoch(model, chunks, config, gen, amp, epoch)
+                _check_diverged(out, epoch, row, model)  # before save: keeps the last good state
                 if val is not None and (epoch % every == 0 or epoch == config.epochs):
                     metrics = validate(model.aam, model.heads, val, config.temperature)
                     row.update({k: _finite(v) for k, v in metrics.items()})
@@ -628,6 +632,9 @@ def run_epoch(
     means = (sums / steps).tolist()  # the epoch's one host synchronisation
     seconds = time.perf_counter() - t0
     row: dict[str, Any] = {"epoch": epoch}
+    bad = [n for n, v in zip(LOSS_NAMES, means, strict=True) if not math.isfinite(v)]
+    if bad:
+        row["nonfinite"] = bad
     for name, value in zip(LOSS_NAMES, means, strict=True):
         task = name.removeprefix("l_")
         if task in TASKS and task not in model.heads:
@@ -642,6 +649,43 @@ def run_epoch(
         }
     )
     return row
+
+
+def nonfinite_weights(model: Model) -> list[str]:
+    """Names of the AAM and head parameters holding a NaN or an infinity (one device
+    synchronisation for all of them, not one per tensor)."""
+    named = [
+        (f"{prefix}{n}", t)
+        for prefix, m in (("", model.aam), *((f"{k}.", h) for k, h in model.heads.items()))
+        for n, t in m.state_dict().items()
+        if t.is_floating_point()
+    ]
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named])
+    if bool(ok.all()):
+        return []
+    return [name for (name, _), good in zip(named, ok.tolist(), strict=True) if not good]
+
+
+def _check_diverged(out: Path, epoch: int, row: dict[str, Any], model: Model) -> None:
+    """Stop a run whose epoch ended with a non-finite loss or weight, before its state is
+    saved, so ``train_state`` keeps the last good epoch and no adapter is published."""
+    what = [f"loss {n}" for n in row.get("nonfinite", [])]
+    if not what:
+        weights = nonfinite_weights(model)
+        what = [f"weight {n}" for n in weights[:3]] + (["..."] if len(weights) > 3 else [])
+    if what:
+        kept = (
+            f"the state after epoch {epoch - 1} is kept in {out / 'train_state'}"
+            if epoch > 1
+            else "no epoch completed"
+        )
+        raise TrainingDiverged(
+            f"train-adapter diverged in epoch {epoch}: non-finite {', '.join(what)}; stopped "
+            f"without publishing an adapter ({kept}). Lower --lr, or check the store with "
+            "aamflow inspect --deep"
+        )
 
 
 def publish(

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from aamflow.schemas.checkpoint import nonfinite_tensors
 from aamflow.schemas.errors import CheckpointError
 
 STATE_DIR = "train_state"
@@ -105,6 +106,12 @@ def load_state(
     except (OSError, ValueError, SafetensorError) as e:
         msg = f"{folder}: damaged training state ({e}); remove it to restart"
         raise CheckpointError(msg) from None
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        raise CheckpointError(
+            f"{folder}: training state holds non-finite values ({', '.join(bad[:3])}); "
+            "remove it to restart"
+        )
     try:
         aam.load_state_dict(_prefixed(tensors, "aam."))
         for task, head in heads.items():

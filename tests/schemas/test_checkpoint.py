@@ -97,3 +97,56 @@ def test_compatibility_checks() -> None:
         check_compatible(m, {"name": "builtin", "weights_digest": "sha256:abc"}, 16, "s")
     with pytest.raises(CheckpointError, match="encoder name 'builtin'"):
         check_compatible(m, {"name": "videomae", "weights_digest": "sha256:abc"}, 8, "s")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("input_dim", "abc", "field 'input_dim': expected an integer"),
+        ("input_dim", 10**12, "field 'input_dim'"),
+        ("hparams", [1, 2], "field 'hparams': expected a mapping"),
+        ("hparams", {"depth": {"deep": 1}}, "field 'hparams'"),
+        ("loss_weights", {"lc": "x"}, "field 'loss_weights'"),
+        ("encoder", "builtin", "field 'encoder'"),
+        ("tasks", "ar", "field 'tasks'"),
+        ("epochs", True, "field 'epochs'"),
+    ],
+)
+def test_wrong_types_in_adapter_json_are_refused_by_name(
+    tmp_path: Path, field: str, value, fragment: str
+) -> None:
+    import json
+
+    out = save_checkpoint(tmp_path / "a", {"w": torch.zeros(2)}, meta())
+    doc = json.loads((out / "adapter.json").read_text())
+    doc[field] = value
+    (out / "adapter.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=fragment):
+        load_checkpoint(out)
+
+
+@pytest.mark.parametrize("digest", ["", "   ", "sha256:", "md5:abc", None])
+def test_a_blank_or_malformed_digest_does_not_turn_verification_off(tmp_path: Path, digest) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    out = save_checkpoint(tmp_path / "a", {"w": torch.zeros(4)}, meta())
+    doc = json.loads((out / "adapter.json").read_text())
+    doc["weights_digest"] = digest
+    (out / "adapter.json").write_text(json.dumps(doc))
+    save_file({"w": torch.full((4,), 7.0)}, str(out / "model.safetensors"))  # swapped weights
+    with pytest.raises(CheckpointError, match="weights_digest"):
+        load_checkpoint(out)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path: Path, bad: float) -> None:
+    w = torch.randn(8)
+    w[3] = bad
+    out = save_checkpoint(tmp_path / "a", {"ok": torch.zeros(2), "w": w}, meta())
+    with pytest.raises(CheckpointError, match="non-finite weights in w"):
+        load_checkpoint(out)
+    heads = save_checkpoint(tmp_path / "b", {"ok": torch.zeros(2)}, meta(), heads={"ar.w": w})
+    with pytest.raises(CheckpointError, match="heads.safetensors: non-finite"):
+        load_checkpoint(heads)

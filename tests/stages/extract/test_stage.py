@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,42 +14,8 @@ from aamflow.pipeline.cli import cli
 from aamflow.schemas.store import open_store
 from aamflow.stages.extract.config import ExtractConfig
 from aamflow.stages.extract.stage import run_extract
-from tests.corpus import store_content_digest, subset_manifest
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aamflow.stages.synth import SynthConfig, run_synth
-
-    return run_synth(
-        SynthConfig(out=tmp_path_factory.mktemp("corpus"), preset="tiny", seed=0, quiet=True)
-    )
-
-
-@pytest.fixture(scope="session")
-def small_manifest(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three videos of each task plus a missing and a corrupt file."""
-    d = tmp_path_factory.mktemp("small")
-    bad = tiny_corpus.parent / "corrupt.mp4"  # inside the corpus root
-    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
-    extra = [
-        {"id": "missing", "path": "nope/missing.mp4", "split": "train", "task": "ar"},
-        {"id": "corrupt", "path": bad.name, "split": "test", "task": "ar"},
-    ]
-    return subset_manifest(tiny_corpus, d / "m.yaml", 3, extra=extra)
-
-
-def extract(manifest: Path, out: Path, **kw) -> dict:
-    return run_extract(
-        ExtractConfig(manifest=manifest, out=out, part_size=4, quiet=True, loader_workers=0, **kw)
-    )
-
-
-@pytest.fixture(scope="session")
-def reference_store(small_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "features.zarr"
-    extract(small_manifest, out)
-    return out
+from tests.corpus import store_content_digest
+from tests.stages.extract.conftest import extract
 
 
 def test_store_has_every_video_and_failures_are_recorded(

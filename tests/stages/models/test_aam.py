@@ -151,3 +151,21 @@ def test_unknown_names_fail_with_the_valid_ones():
         build_aam("paper", 50)
     with pytest.raises(ConfigError, match="features"):
         apply_aam(build_aam("residual_mlp", DIM), _feats(3, dim=10), batch_size=4)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "fragment"),
+    [
+        ({"width": 10**7}, "must lie in"),
+        ({"width": 60000, "n_tokens": 8}, "parameters, more than"),
+        ({"width": "abc"}, "bad hparams"),
+        ({"depth": 2.5}, "bad hparams"),
+    ],
+)
+def test_huge_or_wrong_typed_hparams_are_refused_without_allocating(hparams, fragment) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=fragment):
+        build_aam("token_attention", 512, **hparams)
+    assert time.perf_counter() - t0 < 5
