@@ -163,6 +163,14 @@ def inspect(path: Path, deep: bool, as_json: bool) -> None:
     help="Autocast precision on CUDA (CPU always runs fp32).",
 )
 @click.option(
+    "--crops",
+    type=click.Choice(["1", "10"]),
+    default=None,
+    callback=lambda _ctx, _p, v: None if v is None else int(v),
+    help="Views per clip: 1 (the encoder's centre crop) or 10 (4 corners + centre and their "
+    "mirror images, the I3D / UCF-Crime ten-crop) [default: the manifest's sampling.crops, 1].",
+)
+@click.option(
     "--part-size",
     type=click.IntRange(min=1),
     default=64,
@@ -460,10 +468,42 @@ def eval_(quiet: bool, **opts: Any) -> None:
     help="Downstream layout.",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option(
+    "--crops",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Views per clip for rtfm/urdmu: 1 (the centre crop) or the store's 10 "
+    "[default: every crop the store holds].",
+)
+@click.option(
+    "--repeat-crops",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Write K copies of a one-crop store's single view (labelled as copies, not crops).",
+)
+@click.option(
+    "--allow-raw", is_flag=True, help="Export a store that is not anonymized without a warning."
+)
 @pass_quiet
 @user_errors
 def export(quiet: bool, **opts: Any) -> None:
-    """Write a store in the layout ActionFormer/OpenTAD, RTFM/MGFN or UR-DMU read unmodified."""
+    """Write a store in a downstream tool's layout, with a README of what to do.
+
+    \b
+    Who reads it (checked by running each tool's own loader, training and test code):
+      actionformer  ActionFormer and OpenTAD read it unmodified: set the config values
+                    its README lists (paths, feature dim, stride, class count).
+      rtfm          RTFM and MGFN need the source edits its README lists (feature
+                    width, the abnormal/normal split index; RTFM: copy the lists into
+                    its list/), a batch size no larger than a class, and 10 crops.
+      urdmu         UR-DMU needs the edits its README lists (split index, len_feature,
+                    its ucf_test.py unpack bug, batch size, class dicts) and 10 crops.
+
+    \b
+    Exporting a store that is not anonymized prints a one-line warning (--allow-raw
+    silences it); every README records the store's anonymization status and adapter.
+    """
     from aamflow.stages.export import ExportConfig, run_export
 
     run_export(ExportConfig(quiet=quiet, **opts))

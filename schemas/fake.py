@@ -41,16 +41,23 @@ def fake_store(
     tasks: tuple[str, ...] = ("ar", "tad", "ad"),
     leak: float = 2.0,
     encoder_name: str = "fake",
+    crops: int = 1,
 ) -> Path:
     """Write a complete fake store and return its path.
 
     Videos cycle through ``tasks``; splits are 60/20/20 by row. Attribute directions are
     planted in both clip and static features with strength ``leak``; the action direction
-    only in clip features (static clips carry no motion).
+    only in clip features (static clips carry no motion). With ``crops`` 10 every clip and
+    static clip gets ten views: the one-crop features plus small per-view noise (the centre
+    view, index 4, is the one-crop feature itself).
     """
     rng = np.random.default_rng(seed)
     sampling = Sampling(
-        clip_len=16, clip_stride=16, dense_stride=16, static_per_video=static_per_video
+        clip_len=16,
+        clip_stride=16,
+        dense_stride=16,
+        static_per_video=static_per_video,
+        crops=crops,
     )
     plan = plan_parts(n_videos, part_size)
     encoder = {"name": encoder_name, "dim": dim, "weights_digest": "sha256:fake", "clip_len": 16}
@@ -58,25 +65,29 @@ def fake_store(
     p = Path(path)
     create_store(p, attrs, fmt=fmt)
     dirs = rng.normal(size=(16, dim)).astype(np.float32)
+    view_rng = np.random.default_rng([seed, 10])  # its own stream: one-crop bytes unchanged
     for part in plan:
         with open_part_writer(p, part) as writer:
             for row in range(part.start, part.stop):
-                writer.add(
-                    _fake_video(
-                        rng,
-                        row,
-                        n_videos,
-                        dim,
-                        clips_per_video,
-                        static_per_video,
-                        tasks,
-                        dirs,
-                        leak,
-                    )
+                rec = _fake_video(
+                    rng, row, n_videos, dim, clips_per_video, static_per_video, tasks, dirs, leak
                 )
+                if crops > 1:
+                    rec.clip_features = _views(view_rng, rec.clip_features, crops)
+                    rec.static_features = _views(view_rng, rec.static_features, crops)
+                writer.add(rec)
             writer.commit()
     index_store(p)
     return p
+
+
+def _views(rng: np.random.Generator, x: np.ndarray, crops: int) -> np.ndarray:
+    """``[n, D]`` -> ``[n, crops, D]``: per-view noise around ``x``, the centre view exact."""
+    from .layout import view_crop
+
+    out = x[:, None, :] + 0.1 * rng.normal(size=(x.shape[0], crops, x.shape[1]))
+    out[:, view_crop(crops)] = x
+    return out.astype(np.float32)
 
 
 def _fake_video(rng, row, n_videos, dim, n_clips, n_static, tasks, dirs, leak) -> VideoRecord:

@@ -4,6 +4,11 @@ A store holds root attributes (``aamflow`` key) and a ``parts`` group. Each part
 by exactly one task and holds the same arrays below, for a contiguous range of video rows.
 Offsets (``video_clip_start`` ...) are local to the part; ``*_video`` columns hold the
 *global* video row, which is the video's position in the manifest.
+
+A ten-crop store (``sampling.crops: 10``) keeps a ``crop`` axis on both feature arrays:
+``clip_features`` and ``static_features`` are ``[rows, crop, feature]``, crops in
+:data:`CROP_NAMES` order. A one-crop store has no crop axis (``[rows, feature]``), byte for
+byte the layout of stores written before crops existed.
 """
 
 from __future__ import annotations
@@ -92,21 +97,64 @@ GROUP_COLUMN = "label_group"
 SOURCE_PATH_COLUMNS = ("video_path", "video_error")
 
 
+# The ten views of a ten-crop store, in the order of its crop axis (torchvision TenCrop):
+# windows of the frame, then the same windows of its mirror image (horizontal flip).
+CROP_NAMES = (
+    "top_left",
+    "top_right",
+    "bottom_left",
+    "bottom_right",
+    "centre",
+    "mirror_top_left",
+    "mirror_top_right",
+    "mirror_bottom_left",
+    "mirror_bottom_right",
+    "mirror_centre",
+)
+CENTRE_CROP = CROP_NAMES.index("centre")
+
+
+def crop_names(crops: int) -> tuple[str, ...]:
+    """The names of a store's views: ``("centre",)`` for one crop, :data:`CROP_NAMES` for ten."""
+    if crops == 1:
+        return ("centre",)
+    if crops == len(CROP_NAMES):
+        return CROP_NAMES
+    raise ValueError(f"a store holds 1 or {len(CROP_NAMES)} crops, not {crops}")
+
+
+def view_crop(crops: int) -> int:
+    """Index on the crop axis of the view that train-adapter and eval use: the centre."""
+    return crop_names(crops).index("centre")
+
+
 def attribute_column(name: str) -> str:
     return f"label_attr_{name}"
 
 
-def part_arrays(attribute_names: list[str]) -> dict[str, ArraySpec]:
-    """All arrays of a part for a store whose label spaces declare these attributes."""
+def part_arrays(attribute_names: list[str], crops: int = 1) -> dict[str, ArraySpec]:
+    """All arrays of a part for a store whose label spaces declare these attributes; with
+    ``crops > 1`` the feature arrays gain a ``crop`` axis after the row axis."""
     arrays = dict(BASE_ARRAYS)
     for name in attribute_names:
         arrays[attribute_column(name)] = _v("int32", -1)
+    if crops > 1:
+        for name in FEATURE_ARRAYS:
+            spec = arrays[name]
+            arrays[name] = ArraySpec(
+                spec.table, (spec.dims[0], "crop", "feature"), spec.dtype, spec.fill
+            )
     return arrays
 
 
-def tail_shape(spec: ArraySpec, feature_dim: int, clip_len: int) -> tuple[int, ...]:
-    sizes = {"feature": feature_dim, "clip_frame": clip_len, "bound": 2}
+def tail_shape(spec: ArraySpec, feature_dim: int, clip_len: int, crops: int = 1) -> tuple[int, ...]:
+    sizes = {"feature": feature_dim, "clip_frame": clip_len, "bound": 2, "crop": crops}
     return tuple(sizes[d] for d in spec.dims[1:])
+
+
+def store_crops(meta: dict) -> int:
+    """Crops per clip of a store, from its root attributes (1 when ``sampling`` omits it)."""
+    return int((meta.get("sampling") or {}).get("crops", 1))
 
 
 def numpy_dtype(spec: ArraySpec) -> np.dtype:

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ManifestError, show
 
 SCHEMA = "aamflow.manifest/1"
+CROP_COUNTS = (1, 10)  # sampling.crops: one view, or the I3D / UCF-Crime ten-crop
 SPLITS = ("train", "val", "test")
 TASKS = ("ar", "tad", "ad")
 
@@ -33,6 +34,7 @@ SAMPLING_MAX = {
     "dense_stride": 100_000,
     "static_per_video": 1000,
     "input_size": 4096,
+    "crops": 10,
 }
 
 
@@ -48,9 +50,15 @@ class Sampling:
     # the encoder's input side in pixels; None: whatever the encoder takes (extract records
     # it), a value that differs from the encoder's is refused (encoders have fixed sizes)
     input_size: int | None = None
+    crops: int = 1  # spatial views per clip: 1 (the encoder's centre crop) or 10 (ten-crop)
 
     def to_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        # crops is left out at its default, so a one-crop store's attributes are unchanged
+        return {
+            k: getattr(self, k)
+            for k in self.__dataclass_fields__
+            if not (k == "crops" and self.crops == 1)
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +219,11 @@ def _parse_sampling(where: _Where, raw: Any) -> Sampling:
         if not 0 < val <= SAMPLING_MAX[key]:
             raise where.fail(
                 f"sampling.{key}", f"must be in [1, {SAMPLING_MAX[key]}], got {show(val)}"
+            )
+        if key == "crops" and val not in CROP_COUNTS:
+            raise where.fail(
+                "sampling.crops",
+                f"must be 1 or 10 (ten-crop: 4 corners + centre and their mirror images), got {val}",
             )
         values[key] = val
     return Sampling(**values)

@@ -33,10 +33,13 @@ from .layout import (
     TASK_CODES,
     ArraySpec,
     attribute_column,
+    crop_names,
     numpy_dtype,
     part_arrays,
     part_name,
+    store_crops,
     tail_shape,
+    view_crop,
 )
 from .manifest import LabelSpaces, Sampling, VideoEntry
 
@@ -200,7 +203,9 @@ def store_arrays(meta: Mapping[str, Any]) -> dict[str, ArraySpec]:
     spaces = LabelSpaces.from_dict(meta["label_spaces"])
     stripped = set(meta.get("stripped") or ())
     return {
-        k: v for k, v in part_arrays(list(spaces.all_attributes())).items() if k not in stripped
+        k: v
+        for k, v in part_arrays(list(spaces.all_attributes()), store_crops(meta)).items()
+        if k not in stripped
     }
 
 
@@ -398,10 +403,13 @@ class PartWriter:
         meta = attrs["aamflow"]
         self.meta = meta
         self.plan = plan
+        self.crops = store_crops(meta)
         self.specs = store_arrays(meta)
         self.dim = int(meta["feature_dim"])
         self.clip_len = int(meta["clip_len"])
-        tails = {k: tail_shape(s, self.dim, self.clip_len) for k, s in self.specs.items()}
+        tails = {
+            k: tail_shape(s, self.dim, self.clip_len, self.crops) for k, s in self.specs.items()
+        }
         self.tails = tails
         hint = {k: plan.stop - plan.start for k, s in self.specs.items() if s.table == "videos"}
         self.lock = PartLock(path, plan.name)
@@ -671,7 +679,7 @@ def part_problems(
         except Exception as e:
             problems.append(f"part {name}: array {arr}: unreadable ({type(e).__name__})")
             continue
-        tail = tail_shape(spec, dim, clip_len)
+        tail = tail_shape(spec, dim, clip_len, store_crops(meta))
         if shape[1:] != tail:
             problems.append(f"part {name}: array {arr}: shape {shape}, rows must be {tail}")
         recorded = rows.get(arr)
@@ -929,16 +937,44 @@ class FeatureStore:
         return out
 
     def dask(self, name: str) -> Any:
-        """One array over all parts as a lazy ``dask.array``."""
+        """One array over all parts as a lazy ``dask.array`` (as stored: a ten-crop store's
+        feature arrays keep their crop axis; see :meth:`crop_view`)."""
         import dask.array as da
 
         return da.concatenate([self._part(p).dask(name) for p in self.part_names], axis=0)
 
-    def clip_features(self) -> Any:
-        return self.dask("clip_features")
+    # -- crops
+    @property
+    def crops(self) -> int:
+        """Spatial views per clip: 1, or 10 for a ten-crop store."""
+        return store_crops(self.meta)
 
-    def static_features(self) -> Any:
-        return self.dask("static_features")
+    @property
+    def crop_names(self) -> tuple[str, ...]:
+        """The views along a ten-crop store's crop axis (``schemas.layout.CROP_NAMES``)."""
+        return crop_names(self.crops)
+
+    def crop_view(self, features: Any) -> Any:
+        """The one view per clip that train-adapter and eval use: the centre crop.
+
+        ``features`` is a block of ``clip_features`` or ``static_features`` rows as stored
+        (numpy or dask): ``[n, crop, D]`` in a ten-crop store becomes ``[n, D]``; a one-crop
+        store's ``[n, D]`` is returned as it is. Feature arrays are the layout's only 3-D
+        arrays, so other arrays pass through unchanged too.
+        """
+        if getattr(features, "ndim", 0) != 3:
+            return features
+        return features[:, view_crop(features.shape[1])]
+
+    def clip_features(self, *, all_crops: bool = False) -> Any:
+        """``dask.array`` ``[N_clips, D]`` (the centre crop), or ``[N_clips, crop, D]``."""
+        x = self.dask("clip_features")
+        return x if all_crops else self.crop_view(x)
+
+    def static_features(self, *, all_crops: bool = False) -> Any:
+        """``dask.array`` ``[N_static, D]`` (the centre crop), or ``[N_static, crop, D]``."""
+        x = self.dask("static_features")
+        return x if all_crops else self.crop_view(x)
 
     @cached_property
     def videos(self) -> Any:
@@ -1011,8 +1047,10 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def video(self, row: int) -> VideoView:
-        """Features and labels of the video at global row ``row``."""
+    def video(self, row: int, *, all_crops: bool = False) -> VideoView:
+        """Features and labels of the video at global row ``row``; the features are the
+        centre crop ``[n, D]`` unless ``all_crops`` (then ``[n, crop, D]`` in a ten-crop store)."""
+        pick = (lambda x: x) if all_crops else self.crop_view
         v = self.videos.loc[row]
         part = self._part(v["part"])
         k = self._part_index[v["part"]]
@@ -1040,10 +1078,10 @@ class FeatureStore:
             error=str(v.get("error", "")),
             num_frames=int(v["num_frames"]),
             fps=float(v["fps"]),
-            clip_features=np.asarray(part["clip_features"][cs : cs + cn]),
+            clip_features=pick(np.asarray(part["clip_features"][cs : cs + cn])),
             clip_frames=np.asarray(part["clip_frames"][cs : cs + cn]),
             clip_time=np.asarray(part["clip_time"][cs : cs + cn]),
-            static_features=np.asarray(part["static_features"][ss : ss + sn]),
+            static_features=pick(np.asarray(part["static_features"][ss : ss + sn])),
             static_frame=np.asarray(part["static_frame"][ss : ss + sn]),
             segments=np.column_stack([seg_l, seg_t]) if gn else np.zeros((0, 3)),
             frame_labels=np.asarray(part["frame_labels"][fs : fs + fn])
@@ -1051,6 +1089,75 @@ class FeatureStore:
             else np.zeros(0, np.int8),
             labels={c: int(v[c]) for c in v.index if c.startswith("label_")},
         )
+
+    def to_xarray(self) -> Any:
+        """The logical store as one ``xarray.Dataset``, every part concatenated lazily.
+
+        Variables are the part arrays of README "Arrays of a part", with their dimension
+        names (``video``, ``clip``, ``static``, ``segment``, ``video_frame``, ``feature``,
+        ``crop`` in a ten-crop store, ``bound``, ``clip_frame``). The clip, static-clip,
+        segment and frame tables are ``dask`` arrays over the parts (nothing is read until
+        computed); the videos table (one row per video) is read, and its ``video_*_start``
+        offsets are made global, so they index the concatenated tables. Coordinates:
+        ``video`` (the global row), ``video_id``; ``clip_video``, ``clip_time`` and
+        ``clip_frames`` on ``clip``; ``static_video``, ``static_frame`` on ``static``;
+        ``segment_video`` on ``segment``; ``crop`` (view names) and ``bound``
+        (``start``/``end``). Code columns carry CF ``flag_values``/``flag_meanings`` or
+        ``labels`` attributes; ``attrs["aamflow"]`` is the store's metadata as JSON.
+        """
+        import json
+
+        import xarray as xr
+
+        if not self.part_names:
+            raise StoreError(f"{self.path}: the store has no committed parts to show")
+        spaces = self.label_spaces
+        specs = part_arrays(list(spaces.all_attributes()), self.crops)
+        names = self._part(self.part_names[0]).names()
+        video_cols = [n for n in names if specs.get(n) and specs[n].table == "videos"]
+        table = self.read_many(video_cols)
+        part_of = np.repeat(
+            np.arange(len(self.part_names)), [c["videos"] for c in self.part_counts]
+        )
+        for tbl, col in (
+            ("clips", "video_clip_start"),
+            ("static", "video_static_start"),
+            ("segments", "video_segment_start"),
+            ("frames", "video_frame_start"),
+        ):
+            if col in table:
+                table[col] = table[col] + self._offsets(tbl)[part_of]
+        variables: dict[str, Any] = {}
+        for name in names:
+            spec = specs.get(name)
+            if spec is None or name == "video_row":
+                continue
+            data = table[name] if spec.table == "videos" else self.dask(name)
+            if spec.dtype == "str":  # zarr's StringDType and h5py's objects: one plain dtype
+                data = np.array([str(x) for x in data.tolist()], dtype=str)
+            variables[name] = xr.Variable(spec.dims, data, attrs=_code_attrs(name, spaces))
+        coord_names = {
+            "video_id",
+            "clip_video",
+            "clip_time",
+            "clip_frames",
+            "static_video",
+            "static_frame",
+            "segment_video",
+        }
+        coords: dict[str, Any] = {"video": ("video", table["video_row"])}
+        coords.update({n: variables.pop(n) for n in sorted(coord_names & set(variables))})
+        coords["bound"] = ("bound", np.array(["start", "end"]))
+        if self.crops > 1:
+            coords["crop"] = ("crop", np.array(self.crop_names))
+        attrs = {
+            "aamflow": json.dumps(self.meta),
+            "schema": self.meta["schema"],
+            "store_uuid": self.uuid,
+            "feature_dim": self.feature_dim,
+            "crops": self.crops,
+        }
+        return xr.Dataset(variables, coords=coords, attrs=attrs)
 
     def iter_videos(self) -> Iterator[VideoView]:
         for row in self.videos["row"]:
@@ -1116,6 +1223,27 @@ class FeatureStore:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+def _code_attrs(name: str, spaces: LabelSpaces) -> dict[str, Any]:
+    """CF-style attributes telling what an integer code column's values mean."""
+    codes = {
+        "video_split": SPLIT_CODES,
+        "video_task": TASK_CODES,
+        "video_status": STATUS_CODES,
+        "label_anomaly": ("normal", "abnormal"),
+        "frame_labels": ("normal", "abnormal"),
+    }
+    if name in codes:
+        values = codes[name]
+        return {"flag_values": list(range(len(values))), "flag_meanings": " ".join(values)}
+    lists = {"label_action": spaces.actions, "segment_label": spaces.actions}
+    lists["label_group"] = spaces.groups
+    for attr, values in spaces.all_attributes().items():
+        lists[attribute_column(attr)] = values
+    if name in lists:
+        return {"labels": list(lists[name]), "unknown": -1}
+    return {}
 
 
 def open_store(path: str | Path, *, allow_incomplete: bool = False) -> FeatureStore:

@@ -21,3 +21,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 def store_path(tmp: Path, backend: str, name: str = "features") -> Path:
     return tmp / (f"{name}.zarr" if backend == "zarr" else f"{name}.h5")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny synthetic corpus (43 videos), rendered once per session; its manifest path."""
+    from aamflow.stages.synth import SynthConfig, run_synth
+
+    return run_synth(
+        SynthConfig(out=tmp_path_factory.mktemp("corpus"), preset="tiny", seed=0, quiet=True)
+    )

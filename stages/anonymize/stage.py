@@ -112,18 +112,23 @@ def rewrite_part(
     except BaseException:
         part.close()
         raise
-    blocks = [
-        (name, start)
-        for name in writer.specs
-        for start in range(0, part[name].shape[0], rows_per_read)
-    ]
+    # a ten-crop feature row holds ten vectors: read a tenth as many rows, same memory
+    step: dict[str, int] = {}
 
     def read(block: tuple[str, int]) -> np.ndarray:
         name, start = block
-        return np.asarray(part[name][start : start + rows_per_read])
+        return np.asarray(part[name][start : start + step[name]])
 
     # one reader and one writer thread (order-preserving) overlap I/O with the transform
     try:
+        for name in writer.specs:
+            shape = part[name].shape
+            step[name] = max(1, rows_per_read // (shape[1] if len(shape) == 3 else 1))
+        blocks = [
+            (name, start)
+            for name in writer.specs
+            for start in range(0, part[name].shape[0], step[name])
+        ]
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writes:
             ahead = reader.submit(read, blocks[0]) if blocks else None
             pending = []
@@ -179,8 +184,10 @@ def anonymize_part(
                 f"{src}: part {plan.name}: the input holds non-finite features; anonymize "
                 f"refuses to rewrite them (aamflow inspect --deep {src})"
             )
+        # every crop of a ten-crop store ([n, crop, D]) is a vector of its own for the AAM
         x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-        out = apply_aam(module, x, batch_size).numpy()
+        flat = x.reshape(-1, x.shape[-1])
+        out = apply_aam(module, flat, batch_size).numpy().reshape(rows.shape)
         if not np.isfinite(out).all():
             raise CheckpointError(
                 f"{adapter}: the adapter turned finite features of part {plan.name} into "

@@ -84,11 +84,11 @@ def _plan(
 
 
 def _run_steps(steps: list[_Step], quiet: bool) -> tuple[dict[tuple[str, str], Any], list[str]]:
-    from tqdm.auto import tqdm
+    from aamflow.pipeline.progress import progress_bar
 
     results: dict[tuple[str, str], Any] = {}
     notes: list[str] = []
-    with tqdm(total=len(steps), desc="eval", unit="step", disable=quiet) as bar:
+    with progress_bar(total=len(steps), desc="eval", unit="step", quiet=quiet) as bar:
         for step in steps:
             bar.set_postfix_str(f"{step.role} {step.name}", refresh=True)
             try:

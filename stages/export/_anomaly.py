@@ -21,6 +21,7 @@ from aamflow.schemas.store import FeatureStore
 from aamflow.stages.eval.alignment import RTFM_FRAMES_PER_SEGMENT, clip_frame_labels
 
 from ._common import (
+    CropPlan,
     Target,
     clip_geometry,
     is_exportable,
@@ -72,10 +73,13 @@ def anomaly_lists(store: FeatureStore) -> AnomalyLists:
     return AnomalyLists(train=abnormal_first(train), test=abnormal_first(test), missing=missing)
 
 
-def features(store: FeatureStore, video: AnomalyVideo) -> tuple[np.ndarray, np.ndarray]:
-    """The video's float32 ``[T, C]`` clip features (store order) and its frame labels."""
-    view = store.video(video.row)
-    return view.clip_features.astype(np.float32, copy=False), view.frame_labels
+def features(
+    store: FeatureStore, video: AnomalyVideo, crops: CropPlan
+) -> tuple[np.ndarray, np.ndarray]:
+    """The video's float32 ``[T, crops, C]`` clip features (store order, the views ``crops``
+    selects) and its frame labels."""
+    view = store.video(video.row, all_crops=True)
+    return crops.views(view.clip_features), view.frame_labels
 
 
 def ground_truth(
@@ -114,7 +118,7 @@ def write_lists_and_truth(
     list_names: tuple[str, str],
     gt_file: str,
     files_of: Callable[[AnomalyVideo], list[str]],
-    crops: int,
+    crops: CropPlan,
     lengths: dict[str, int],
 ) -> dict[str, Any]:
     """Write the train/test lists (a line per feature file), the frame ground truth and
@@ -128,7 +132,8 @@ def write_lists_and_truth(
     return {
         **clip_geometry(store),
         **counts(lists),
-        "crops": crops,
+        "crops": crops.count,
+        "crops_repeated": crops.repeated,
         "frames_per_segment": 16,
         "gt_length": int(gt.size),
         "lengths": lengths,

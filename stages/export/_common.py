@@ -24,6 +24,7 @@ import numpy as np
 from aamflow.schemas._registry import Registry
 from aamflow.schemas.atomic import atomic_write_text, atomic_write_with, temp_name
 from aamflow.schemas.errors import ConfigError, StoreError
+from aamflow.schemas.layout import crop_names, view_crop
 from aamflow.schemas.store import FeatureStore
 
 MARKER = "aamflow_export.json"
@@ -57,12 +58,13 @@ class Exporter:
     """One registered export format.
 
     ``write(store, target, *, crops, quiet) -> dict`` writes every file of the format into
-    ``target`` and returns a JSON-able summary (counts, config values), recorded in the marker.
+    ``target`` (``crops``: the resolved :class:`CropPlan`) and returns a JSON-able summary
+    (counts, config values), recorded in the marker.
     """
 
     name: str
     description: str
-    default_crops: int | None  # None: the format has no crop axis
+    has_crops: bool  # False: one [T, C] file per video, the centre crop
     write: Callable[..., dict[str, Any]]
 
 
@@ -212,6 +214,163 @@ def store_summary(store: FeatureStore) -> dict[str, Any]:
         "source_store_uuid": prov.get("source_store_uuid"),
         "manifest_digest": prov.get("manifest_digest"),
     }
+
+
+# ------------------------------------------------------------------------------- crops
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropPlan:
+    """Which views of each clip an export writes.
+
+    ``count`` views per clip: all the store's real crops, its centre crop alone
+    (``count == 1``), or ``count`` copies of the centre crop when ``repeated``
+    (``--repeat-crops``: a stand-in for tools that insist on ten crops, never real crops).
+    """
+
+    count: int
+    store_crops: int
+    repeated: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        if self.repeated or self.count == 1:
+            return ["centre"] * self.count
+        return list(crop_names(self.store_crops))
+
+    def views(self, feats: np.ndarray) -> np.ndarray:
+        """float32 ``[T, count, D]`` from a video's stored ``[T, D]`` or ``[T, crop, D]``."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim == 2:
+            feats = feats[:, None, :]
+        if self.repeated or self.count == 1:
+            centre = feats[:, view_crop(feats.shape[1])][:, None, :]
+            return np.repeat(centre, self.count, axis=1)
+        return feats
+
+    def describe(self) -> str:
+        """One sentence for an export README."""
+        if self.repeated:
+            return (
+                f"**{self.count} copies of one view** (`--repeat-crops {self.count}`): the "
+                f"store holds {self.store_crops} crop per clip, repeated so that a tool which "
+                "expects ten crops runs. These are not real crops; a real ten-crop store "
+                "comes from `aamflow extract --crops 10`."
+            )
+        if self.count == 1 and self.store_crops > 1:
+            return "**1 crop per clip**: the centre crop of the store's ten (`--crops 1`)."
+        if self.count == 1:
+            return "**1 crop per clip**: the encoder's centre crop (a one-crop store)."
+        return (
+            f"**{self.count} real crops per clip** (ten-crop: the 4 corners and the centre of "
+            "the frame, then the same of its mirror image, in this order: "
+            + ", ".join(self.names)
+            + ")."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "store_crops": self.store_crops,
+            "repeated": self.repeated,
+            "names": self.names,
+        }
+
+
+def crop_plan(
+    store: FeatureStore, fmt: str, has_crops: bool, crops: int | None, repeat: int | None
+) -> CropPlan:
+    """Resolve ``--crops`` / ``--repeat-crops`` against the store; ConfigError when they do
+    not fit (before anything is written)."""
+    held = store.crops
+    if not has_crops:
+        if crops not in (None, 1) or repeat is not None:
+            raise ConfigError(
+                f"export: the {fmt} layout has no crop axis (one [T, C] file per video, the "
+                "centre crop); drop --crops / --repeat-crops"
+            )
+        return CropPlan(count=1, store_crops=held)
+    if repeat is not None:
+        if held > 1:
+            raise ConfigError(
+                f"export: {store.path} holds {held} real crops per clip; use --crops {held} "
+                "(the default) instead of --repeat-crops"
+            )
+        return CropPlan(count=repeat, store_crops=held, repeated=True)
+    if crops is None:
+        return CropPlan(count=held, store_crops=held)
+    if crops not in (1, held):
+        hint = (
+            "extract a ten-crop store (aamflow extract --crops 10), or pass --repeat-crops "
+            f"{crops} to repeat its single view (not real crops)"
+            if held == 1
+            else "choose 1 (the centre crop) or 10"
+        )
+        raise ConfigError(
+            f"export: --crops {crops}: {store.path} holds {held} crop(s) per clip; {hint}"
+        )
+    return CropPlan(count=crops, store_crops=held)
+
+
+# ---------------------------------------------------------------------------- README parts
+
+
+def store_section(store: FeatureStore, crops: CropPlan | None = None) -> str:
+    """The README section every export starts with: which store, anonymized or raw, crops."""
+    prov = store.provenance
+    enc = store.encoder
+    if prov.get("anonymized"):
+        status = (
+            f"**yes**: anonymized by adapter `{prov.get('adapter_digest')}` from raw store "
+            f"`{prov.get('source_store_uuid')}`"
+        )
+    else:
+        status = (
+            "**no: raw encoder features.** This export carries every private attribute the "
+            "encoder saw; anonymize the store first (`aamflow anonymize`) unless that is intended"
+        )
+    rows = [
+        ("store", f"`{Path(store.path).absolute()}` (uuid `{store.uuid}`)"),
+        ("anonymized", status),
+        ("adapter digest", f"`{prov.get('adapter_digest')}`" if prov.get("anonymized") else "none"),
+        (
+            "encoder",
+            f"`{enc.get('name')}`, dim {store.feature_dim}, weights `{enc.get('weights_digest')}`",
+        ),
+    ]
+    if crops is not None:
+        rows.append(("crops", crops.describe()))
+    table = "".join(f"| {k} | {v} |\n" for k, v in rows)
+    return f"## The store\n\n| | |\n|---|---|\n{table}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edit:
+    """One source edit a tool needs for an export: in ``file`` (at ``where``), replace the
+    literal text ``old`` (every occurrence) with ``new``."""
+
+    file: str
+    where: str
+    old: str
+    new: str
+    why: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.file, "where": self.where, "old": self.old, "new": self.new}
+
+
+def edits_table(edits: list[Edit]) -> str:
+    """A README table of source edits (empty text when there are none)."""
+    if not edits:
+        return ""
+
+    def code(text: str) -> str:
+        return "`" + text.replace("|", "\\|") + "`"
+
+    rows = "".join(
+        f"| `{e.file}` | {e.where} | {code(e.old)} | {code(e.new)} | {e.why} |\n" for e in edits
+    )
+    return "| file | where | replace | with | why |\n|---|---|---|---|---|\n" + rows
 
 
 def clip_geometry(store: FeatureStore) -> dict[str, int]:

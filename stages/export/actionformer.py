@@ -29,16 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.store import FeatureStore
 
 from ._common import (
     EXPORTERS,
+    CropPlan,
     Exporter,
     Target,
     clip_geometry,
     is_exportable,
     safe_name,
     save_npy,
+    store_section,
     video_seconds,
     videos_of,
     write_json,
@@ -47,7 +50,6 @@ from ._common import (
 
 AF_SUBSETS = {"train": "validation", "val": "validation", "test": "test"}
 OPENTAD_SUBSETS = {"train": "training", "val": "training", "test": "validation"}
-THUMOS_EMPTY_LABEL_ID = 4  # ActionFormer's "thumos" dataset masks label_id 4 (CliffDiving)
 
 
 def _annotations(store: FeatureStore, videos: Any) -> tuple[dict[int, list[dict]], list[str]]:
@@ -73,20 +75,19 @@ def _annotations(store: FeatureStore, videos: Any) -> tuple[dict[int, list[dict]
 
 
 def write_actionformer(
-    store: FeatureStore, target: Target, *, crops: int | None = None, quiet: bool = False
+    store: FeatureStore, target: Target, *, crops: CropPlan, quiet: bool = False
 ) -> dict[str, Any]:
-    """Write the ActionFormer / OpenTAD layout of the store's ``tad`` videos into ``target``."""
-    from tqdm.auto import tqdm
-
+    """Write the ActionFormer / OpenTAD layout of the store's ``tad`` videos into ``target``
+    (a ten-crop store's centre crop: these tools read one ``[T, C]`` view per video)."""
     videos = videos_of(store, "tad")
     annotations, classes = _annotations(store, videos)
     db_af: dict[str, Any] = {}
     db_ot: dict[str, Any] = {}
     missing: list[str] = []
     lengths: dict[str, int] = {}
-    for _, v in tqdm(
-        videos.iterrows(), total=len(videos), desc="export actionformer", disable=quiet
-    ):
+    bar = progress_bar(total=len(videos), desc="export actionformer", unit="video", quiet=quiet)
+    for _, v in videos.iterrows():
+        bar.update(1)
         vid = safe_name(str(v["id"]))
         if is_exportable(v):
             feats = store.video(int(v["row"])).clip_features.astype(np.float32, copy=False)
@@ -105,6 +106,7 @@ def write_actionformer(
         }
         db_af[vid] = {"subset": AF_SUBSETS[str(v["split"])], **entry}
         db_ot[vid] = {"subset": OPENTAD_SUBSETS[str(v["split"])], **entry}
+    bar.close()
 
     version = f"aamflow export of store {store.uuid}"
     write_json(target.path("annotations/thumos14.json"), {"version": version, "database": db_af})
@@ -116,6 +118,10 @@ def write_actionformer(
     geometry = clip_geometry(store)
     summary = {
         **geometry,
+        "tools": {
+            "ActionFormer": {"unmodified": True, "edits": []},
+            "OpenTAD": {"unmodified": True, "edits": []},
+        },
         "num_classes": len(classes),
         "classes": classes,
         "videos": len(videos),
@@ -123,28 +129,22 @@ def write_actionformer(
         "missing": missing,
         "max_T": max(lengths.values(), default=0),
     }
-    write_text(target.path("README.md"), _readme(target, summary))
+    write_text(target.path("README.md"), _readme(target, summary, store_section(store, crops)))
     return summary
 
 
-def _readme(target: Target, s: dict[str, Any]) -> str:
+def _readme(target: Target, s: dict[str, Any], store_md: str) -> str:
     root = target.final
-    masked = (
-        f"\n**Class `{s['classes'][THUMOS_EMPTY_LABEL_ID]}` has label_id "
-        f"{THUMOS_EMPTY_LABEL_ID}**: ActionFormer's stock `thumos` dataset hard-codes "
-        f"`empty_label_ids: [{THUMOS_EMPTY_LABEL_ID}]` (THUMOS's CliffDiving) and drops it from "
-        "training. Set `'empty_label_ids': []` in `libs/datasets/thumos14.py` (or register a copy "
-        "of that dataset under another name) so this class is learned.\n"
-        if s["num_classes"] > THUMOS_EMPTY_LABEL_ID
-        else ""
-    )
     return f"""# aamflow export: ActionFormer / OpenTAD layout
 
+{store_md}
+## What is here
+
 {s["exported"]} of {s["videos"]} TAD videos exported; one float32 `[T, C]` file per video with
-T = the video's dense clips in order (never padded or cut). Clip `i` covers frames
-`[i * {s["feat_stride"]}, i * {s["feat_stride"]} + {s["num_frames"]})` and is centred at frame
-`i * {s["feat_stride"]} + {s["offset_frames"]}`. Videos without features are listed in
-`features/missing_files.txt`.
+T = the video's dense clips in order (never padded or cut; a ten-crop store's centre crop).
+Clip `i` covers frames `[i * {s["feat_stride"]}, i * {s["feat_stride"]} + {s["num_frames"]})`
+and is centred at frame `i * {s["feat_stride"]} + {s["offset_frames"]}`. Videos without
+features are listed in `features/missing_files.txt`.
 
 | value | number | meaning |
 |---|---|---|
@@ -155,7 +155,15 @@ T = the video's dense clips in order (never padded or cut). Clip `i` covers fram
 | num_classes | {s["num_classes"]} | classes in the annotations (`annotations/category_idx.txt`) |
 | longest T | {s["max_T"]} | clips of the longest exported video |
 
-## ActionFormer (`configs/*.yaml`)
+**ActionFormer and OpenTAD read this export unmodified**: no source edit, only the config
+values below (paths, feature dim, stride, class count), which every dataset needs. Both were
+checked by running the tools' own code on an export of this layout: ActionFormer's
+`make_dataset('thumos')`, `train.py` and `eval.py` (`ANETdetection`), OpenTAD's
+`build_dataset` and its mAP.
+
+## ActionFormer (happyharrycn/actionformer_release)
+
+Start from its `configs/thumos_i3d.yaml` and set:
 
 ```yaml
 dataset_name: thumos
@@ -179,8 +187,14 @@ test_cfg: {{
   multiclass_nms: True,    # no THUMOS external classification scores
 }}
 ```
-{masked}
-## OpenTAD (`configs/_base_/datasets/...py`)
+
+Every class is learned: ActionFormer's `thumos` dataset (`libs/datasets/thumos14.py`) has
+`'empty_label_ids': []`, so no class id is masked.
+
+## OpenTAD (sming256/OpenTAD)
+
+In a copy of its `configs/_base_/datasets/thumos-14/features_i3d_pad.py` (or your model's
+dataset config):
 
 ```python
 annotation_path = "{root}/annotations/thumos_14_anno.json"
@@ -191,6 +205,13 @@ block_list = data_path + "missing_files.txt"
 # feature_stride={s["feat_stride"]}, sample_stride=1, offset_frames={s["offset_frames"]}
 # model: in_channels={s["input_dim"]}, num_classes={s["num_classes"]}
 ```
+
+## What the tools need regardless of this export
+
+Not edits for this export: ActionFormer's C++ NMS extension built (`libs/utils/setup.py`),
+`tensorboard`, numpy < 1.24 for `np.float` in its `ANETdetection`, and a CUDA GPU for its
+defaults; OpenTAD imports torchvision (its feature pipeline does not use it). The check ran
+both on CPU with CUDA calls turned into no-ops.
 """
 
 
@@ -198,7 +219,7 @@ EXPORTERS.register("actionformer")(
     Exporter(
         name="actionformer",
         description="ActionFormer / OpenTAD: per-video [T, C] .npy + THUMOS-style JSON",
-        default_crops=None,
+        has_crops=False,
         write=write_actionformer,
     )
 )

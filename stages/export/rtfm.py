@@ -4,18 +4,21 @@ Exports the store's ``ad`` videos (see :mod:`._anomaly` for the lists and the gr
 
     OUT/
       features/<video_id>_i3d.npy   float32 [T, crops, C]; T = the video's clips in store order;
-                                    crops = 1 by default (the store holds one view per clip;
-                                    with --crops k the view is repeated k times)
+                                    crops = the store's (10 for a ten-crop store, 1 otherwise),
+                                    1 with --crops 1 (the centre crop), or K copies of a
+                                    one-crop store's view with --repeat-crops K
       list/ucf-i3d.list             training features, absolute paths, abnormal videos first
       list/ucf-i3d-test.list        test features, absolute paths, abnormal videos first
       list/gt-ucf.npy               float32 frame labels over the test list in list order,
                                     T * 16 per video (RTFM repeats each clip score 16 times)
       missing_files.txt             ad videos left out (no features or no video label)
-      README.md                     the flags and the one constant to set
+      README.md                     the store's status, and every edit and flag RTFM and MGFN need
       aamflow_export.json
 
-RTFM and MGFN read ``[T, crops, C]`` with any number of crops (they average over crops at test
-time), so one crop is the faithful export of a single-view store.
+Neither tool reads the layout unmodified: both hard-code UCF-Crime's feature width (2048) and
+training-list split (810), and slice ``batch_size * 10`` feature rows, so they need exactly 10
+crops. :func:`rtfm_edits` and :func:`mgfn_edits` list the source edits for an export (checked
+by running each tool's ``main.py`` on an export; see the README they write).
 """
 
 from __future__ import annotations
@@ -24,10 +27,21 @@ from typing import Any
 
 import numpy as np
 
+from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.store import FeatureStore
 
 from ._anomaly import anomaly_lists, features, write_lists_and_truth
-from ._common import EXPORTERS, Exporter, Target, save_npy, write_text
+from ._common import (
+    EXPORTERS,
+    CropPlan,
+    Edit,
+    Exporter,
+    Target,
+    edits_table,
+    save_npy,
+    store_section,
+    write_text,
+)
 
 TRAIN_LIST = "list/ucf-i3d.list"
 TEST_LIST = "list/ucf-i3d-test.list"
@@ -40,25 +54,22 @@ def feature_file(video_id: str) -> str:
 
 
 def write_rtfm(
-    store: FeatureStore, target: Target, *, crops: int | None = 1, quiet: bool = False
+    store: FeatureStore, target: Target, *, crops: CropPlan, quiet: bool = False
 ) -> dict[str, Any]:
     """Write the RTFM / MGFN layout of the store's ``ad`` videos into ``target``."""
-    from tqdm.auto import tqdm
-
-    crops = 1 if crops is None else int(crops)
     lists = anomaly_lists(store)
     frame_labels: dict[str, np.ndarray] = {}
     lengths: dict[str, int] = {}
     test_ids = {v.id for v in lists.test}
-    for video in tqdm(lists.train + lists.test, desc="export rtfm", disable=quiet):
-        feats, labels = features(store, video)
-        save_npy(
-            target.path(feature_file(video.id)),
-            np.repeat(feats[:, None, :], crops, axis=1),
-        )
-        lengths[video.id] = int(feats.shape[0])
-        if video.id in test_ids:
-            frame_labels[video.id] = labels
+    videos = lists.train + lists.test
+    with progress_bar(total=len(videos), desc="export rtfm", unit="video", quiet=quiet) as bar:
+        for video in videos:
+            feats, labels = features(store, video, crops)
+            save_npy(target.path(feature_file(video.id)), feats)  # [T, crops, C]
+            lengths[video.id] = int(feats.shape[0])
+            if video.id in test_ids:
+                frame_labels[video.id] = labels
+            bar.update(1)
     summary = write_lists_and_truth(
         target,
         store,
@@ -70,45 +81,200 @@ def write_rtfm(
         crops=crops,
         lengths=lengths,
     )
-    write_text(target.path("README.md"), _readme(target, summary))
+    summary["tools"] = {
+        "RTFM": {"unmodified": False, "edits": [e.to_dict() for e in rtfm_edits(summary)]},
+        "MGFN": {"unmodified": False, "edits": [e.to_dict() for e in mgfn_edits(summary)]},
+    }
+    write_text(target.path("README.md"), _readme(target, summary, store_section(store, crops)))
     return summary
 
 
-def _readme(target: Target, s: dict[str, Any]) -> str:
+I3D_WIDTH = 2048  # UCF-Crime I3D features: what both tools' models hard-code
+UCF_SPLIT = 810  # abnormal videos at the head of UCF-Crime's training list
+
+
+def rtfm_edits(s: dict[str, Any]) -> list[Edit]:
+    """The source edits RTFM (tianyu0207/RTFM) needs for an export with summary ``s``."""
+    n, d = s["train_abnormal"], s["input_dim"]
+    edits = [
+        Edit(
+            file="dataset.py",
+            where="`Dataset._parse_list`, `ucf` branch (normal videos)",
+            old=f"self.list[{UCF_SPLIT}:]",
+            new=f"self.list[{n}:]",
+            why="the training list's abnormal videos come first",
+        ),
+        Edit(
+            file="dataset.py",
+            where="same (abnormal videos)",
+            old=f"self.list[:{UCF_SPLIT}]",
+            new=f"self.list[:{n}]",
+            why="",
+        ),
+    ]
+    if d != I3D_WIDTH:
+        edits += [
+            Edit(
+                file="model.py",
+                where="`Model.__init__`",
+                old="Aggregate(len_feature=2048)",
+                new=f"Aggregate(len_feature={d})",
+                why="feature width",
+            ),
+            Edit(
+                file="model.py",
+                where="`Aggregate.conv_4`",
+                old="in_channels=2048, out_channels=512",
+                new=f"in_channels={d}, out_channels=512",
+                why="takes the input features",
+            ),
+            Edit(
+                file="model.py",
+                where="`Aggregate.conv_5`",
+                old="in_channels=2048, out_channels=2048",
+                new=f"in_channels=2048, out_channels={d}",
+                why="its output is added to the input (its input, 4 x 512, stays 2048)",
+            ),
+            Edit(
+                file="model.py",
+                where="`Aggregate.conv_5`",
+                old="nn.BatchNorm1d(2048)",
+                new=f"nn.BatchNorm1d({d})",
+                why="normalises conv_5's output",
+            ),
+        ]
+    return edits
+
+
+def mgfn_edits(s: dict[str, Any]) -> list[Edit]:
+    """The source edits MGFN (carolchenyx/MGFN) needs for an export with summary ``s``."""
+    n, d = s["train_abnormal"], s["input_dim"]
+    edits = [
+        Edit(
+            file="datasets/dataset.py",
+            where="`Dataset._parse_list`, `UCF` branch (normal videos)",
+            old=f"self.list[{UCF_SPLIT}:]",
+            new=f"self.list[{n}:]",
+            why="the training list's abnormal videos come first",
+        ),
+        Edit(
+            file="datasets/dataset.py",
+            where="same (abnormal videos)",
+            old=f"self.list[:{UCF_SPLIT}]",
+            new=f"self.list[:{n}]",
+            why="",
+        ),
+    ]
+    if d != I3D_WIDTH:
+        edits += [
+            Edit(
+                file="models/mgfn.py",
+                where="`mgfn.__init__` (default argument)",
+                old="channels = 2048",
+                new=f"channels = {d}",
+                why="feature width; `--feature_size` is never read by the model",
+            ),
+            Edit(
+                file="models/mgfn.py",
+                where="`mgfn.forward`",
+                old="x[:,:2048,:]",
+                new=f"x[:,:{d},:]",
+                why="splits the features from the magnitude channel the loader appends",
+            ),
+            Edit(
+                file="models/mgfn.py",
+                where="`mgfn.forward`",
+                old="x[:,2048:,:]",
+                new=f"x[:,{d}:,:]",
+                why="same",
+            ),
+        ]
+    return edits
+
+
+def _crops_note(s: dict[str, Any]) -> str:
+    if s["crops"] == 10:
+        kind = "copies of one view, `--repeat-crops`" if s["crops_repeated"] else "real crops"
+        return f"This export has 10 crops per clip ({kind}), as both tools need."
+    return (
+        f"**This export has {s['crops']} crop(s) per clip and will not run**: re-export a "
+        "ten-crop store (`aamflow extract --crops 10`, then anonymize), or pass "
+        "`--repeat-crops 10` to a one-crop store's export (10 copies of its view)."
+    )
+
+
+def _readme(target: Target, s: dict[str, Any], store_md: str) -> str:
     root = target.final
+    n, total = s["train_abnormal"], s["train_videos"]
+    batch = max(1, min(n, total - n))
     return f"""# aamflow export: RTFM / MGFN layout
 
+{store_md}
+## What is here
+
 {s["train_videos"]} training and {s["test_videos"]} test anomaly videos; one float32
-`[T, {s["crops"]}, {s["input_dim"]}]` file per video, T = the video's dense clips in order
-(clip stride {s["feat_stride"]} frames, {s["num_frames"]} frames per clip; never padded or cut).
-`list/gt-ucf.npy` holds {s["gt_length"]} frame labels: T x 16 per test video, in test-list order,
-built from the frames each clip was decoded from.
+`[T, {s["crops"]}, {s["input_dim"]}]` file per video (`features/<id>_i3d.npy`), T = the video's
+dense clips in order (clip stride {s["feat_stride"]} frames, {s["num_frames"]} frames per clip;
+never padded or cut). `list/gt-ucf.npy` holds {s["gt_length"]} frame labels: T x 16 per test
+video, in test-list order, built from the frames each clip was decoded from. The training
+list holds the **{n} abnormal videos first**, then {total - n} normal ones. The lists hold
+absolute paths to `{root}/features`; re-export rather than move the folder.
 
-The training list holds the **{s["train_abnormal"]} abnormal videos first**, then
-{s["train_videos"] - s["train_abnormal"]} normal ones. RTFM and MGFN cut that list at a
-hard-coded index in `dataset.py` (`self.list[63:]` / `self.list[:63]` in RTFM, 63 for
-ShanghaiTech and 810 for UCF-Crime in its variants; 810 in MGFN): set it to
-**{s["train_abnormal"]}**.
+**Neither RTFM nor MGFN reads this export unmodified.** Each needs the source edits below
+(nothing else): the feature width and UCF-Crime's training-list split are constants in
+their code. Both were checked by running the tool's own `main.py` (loader, model, training
+steps and test with ROC AUC) on an export of this layout, on CPU. Both slice
+`batch_size * 10` feature rows in the model, so they need exactly **10 crops per clip**.
+{_crops_note(s)}
 
-RTFM:
+## RTFM (tianyu0207/RTFM)
 
-```bash
-python main.py --rgb-list {root}/list/ucf-i3d.list \\
-  --test-rgb-list {root}/list/ucf-i3d-test.list --gt {root}/list/gt-ucf.npy \\
-  --feature-size {s["input_dim"]}
-```
+1. Copy the lists into RTFM's `list/` folder: `dataset.py` and `test_10crop.py` open
+   `list/ucf-i3d.list`, `list/ucf-i3d-test.list` and `list/gt-ucf.npy` relative to the
+   working directory and ignore `--rgb-list`, `--test-rgb-list` and `--gt`:
 
-MGFN (`--datasetname UCF`; its `models/mgfn.py` splits the input at channel 2048,
-`x[:, :2048]` / `x[:, 2048:]`, to separate the magnitude channel it appends: set that to
-{s["input_dim"]}):
+   ```bash
+   cp {root}/list/ucf-i3d.list {root}/list/ucf-i3d-test.list {root}/list/gt-ucf.npy RTFM/list/
+   ```
 
-```bash
-python main.py --rgb-list {root}/list/ucf-i3d.list \\
-  --test-rgb-list {root}/list/ucf-i3d-test.list --gt {root}/list/gt-ucf.npy \\
-  --feature_size {s["input_dim"]} --datasetname UCF
-```
+2. Edit its source (every occurrence of the text):
 
-The list files hold absolute paths to `{root}/features`; re-export rather than move the folder.
+{edits_table(rtfm_edits(s))}
+3. Run from its checkout:
+
+   ```bash
+   python main.py --dataset ucf --feature-size {s["input_dim"]} --batch-size {batch}
+   ```
+
+   - `--dataset ucf`: the default, `shanghai`, reads the ShanghaiTech lists and cuts at 63.
+   - `--feature-size {s["input_dim"]}`: the width of the first classifier layer (`fc1`).
+   - `--batch-size` at most {batch} (the smaller of the {n} abnormal and {total - n} normal
+     training videos): the training loaders drop an incomplete last batch, so a larger batch
+     leaves none and `main.py` fails with `ZeroDivisionError` (the default is 32).
+
+## MGFN (carolchenyx/MGFN)
+
+1. Edit its source (every occurrence of the text):
+
+{edits_table(mgfn_edits(s))}
+2. Run from its checkout (MGFN reads the list flags):
+
+   ```bash
+   python main.py --rgb-list {root}/list/ucf-i3d.list \\
+     --test-rgb-list {root}/list/ucf-i3d-test.list --gt {root}/list/gt-ucf.npy \\
+     --datasetname UCF --batch_size {batch}
+   ```
+
+   - `--batch_size` at most {batch}, for the same reason as RTFM (else
+     `UnboundLocalError: cost` in `train.py`); the default is 16.
+
+## What the tools need regardless of this export
+
+Not edits for this export, but what running them on a current machine took: a visdom
+server for RTFM's `utils.Visualizer` (or a stub), `tensorboardX` for MGFN, numpy < 1.24 for
+`np.int` in both tools' `process_feat`, and a CUDA GPU (RTFM's `RTFM_loss` calls
+`label.cuda()`; MGFN sets `torch.cuda.FloatTensor` as the default tensor type). The check
+ran them on CPU with those CUDA calls turned into no-ops.
 """
 
 
@@ -116,7 +282,7 @@ EXPORTERS.register("rtfm")(
     Exporter(
         name="rtfm",
         description="RTFM / MGFN: per-video [T, crops, C] .npy, list files, frame GT",
-        default_crops=1,
+        has_crops=True,
         write=write_rtfm,
     )
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aamflow.schemas.errors import ConfigError
+from aamflow.schemas.manifest import CROP_COUNTS, Manifest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +33,7 @@ class ExtractConfig:
     commit_only: bool = False
     allow_duplicate_videos: bool = False  # one video under ids in different splits
     loader_workers: int = 1
+    crops: int | None = None  # None: the manifest's sampling.crops
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -46,6 +48,15 @@ class ExtractConfig:
             raise ConfigError(f"--precision {self.precision!r}: valid: fp32, bf16, fp16")
         if self.decoder not in ("decord", "pyav", "auto"):
             raise ConfigError(f"--decoder {self.decoder!r}: valid: auto, decord, pyav")
+        if self.crops is not None and self.crops not in CROP_COUNTS:
+            raise ConfigError(
+                f"--crops must be 1 or 10 (ten-crop: 4 corners + centre and their mirror "
+                f"images), got {self.crops}"
+            )
+
+    def crops_for(self, manifest: Manifest) -> int:
+        """Crops per clip: ``--crops`` when given, else the manifest's ``sampling.crops``."""
+        return self.crops if self.crops is not None else manifest.sampling.crops
 
     def encoder_options(self) -> dict[str, object]:
         opts: dict[str, object] = {}

@@ -136,6 +136,81 @@ class ClipTransform:
         }
 
 
+# Ten-crop as the I3D / UCF-Crime features are made: the short side is resized to 256 for
+# 224-pixel crops (here: the crop side x 256 / 224, or the encoder's own resize when larger),
+# then torchvision's TenCrop order: the 4 corners and the centre of the frame, then the same 5
+# of its mirror image (horizontal flip). A one-crop store holds the encoder's centre crop.
+TEN_CROP_RESIZE_RATIO = 256 / 224
+
+
+def ten_crop_resize(resize: int, crop: int) -> int:
+    """The short side frames are resized to before ten-cropping ``crop x crop`` windows."""
+    return max(int(resize), round(crop * TEN_CROP_RESIZE_RATIO))
+
+
+def five_crop(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Top-left, top-right, bottom-left, bottom-right and centre ``size x size`` windows of
+    ``[..., H, W]`` (torchvision's ``five_crop`` order; zero-padded if smaller)."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        h, w = x.shape[-2:]
+    return [
+        x[..., :size, :size],
+        x[..., :size, w - size :],
+        x[..., h - size :, :size],
+        x[..., h - size :, w - size :],
+        center_crop(x, size),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenCrop:
+    """The geometric preprocessing of a ten-crop store, for the loader workers.
+
+    Calling it maps uint8 frames ``[T, H, W, 3]`` to uint8 ``[T * 10, 3, crop, crop]``:
+    frame-major, each frame's ten views consecutive in :data:`aamflow.schemas.layout.CROP_NAMES`
+    order. A picklable value, like :class:`ClipTransform`.
+    """
+
+    resize: int
+    crop: int
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def of(cls, transform: Any) -> TenCrop:
+        """The ten-crop geometry for an encoder's transform (its crop side and interpolation)."""
+        try:
+            resize, crop = int(transform.resize), int(transform.crop)
+        except (AttributeError, TypeError):
+            from aamflow.schemas.errors import ConfigError
+
+            raise ConfigError(
+                f"this encoder's preprocessing ({type(transform).__name__}) has no resize/crop "
+                "geometry, so it cannot be ten-cropped; use crops: 1"
+            ) from None
+        return cls(
+            resize=ten_crop_resize(resize, crop),
+            crop=crop,
+            interpolation=getattr(transform, "interpolation", "bilinear"),
+        )
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = resize_short_side(to_tchw(frames), self.resize, self.interpolation)
+        views = five_crop(x, self.crop) + five_crop(x.flip(-1), self.crop)
+        return torch.stack(views, 1).reshape(-1, *views[0].shape[1:])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": 10,
+            "resize_short": self.resize,
+            "crop": self.crop,
+            "interpolation": self.interpolation,
+            "order": "torchvision TenCrop: 4 corners + centre, then the same of the mirror image",
+        }
+
+
 def module_device(module: torch.nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (CPU when it has neither); a
     filter bank such as ``builtin`` has buffers only."""

@@ -26,6 +26,7 @@ from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.errors import ConfigError, StoreError
+from aamflow.schemas.layout import CROP_NAMES
 from aamflow.schemas.manifest import Manifest, load_manifest
 from aamflow.schemas.store import (
     PartPlan,
@@ -43,6 +44,7 @@ from aamflow.schemas.store import (
 )
 
 from .config import ExtractConfig
+from .preprocess import TenCrop
 
 log = logging.getLogger("aamflow.extract")
 
@@ -191,13 +193,19 @@ def extract_part(
     precision: str,
     batch_size: int,
     loader_workers: int,
+    crops: int = 1,
     on_video: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Extract the videos of one part and commit it; returns its counts."""
+    """Extract the videos of one part and commit it; returns its counts.
+
+    ``crops`` 10 encodes every clip and static clip in ten views (``preprocess.TenCrop``).
+    """
     from .stream import VideoJob, stream_videos
 
     manifest = _manifest(manifest_path)
+    sampling = replace(manifest.sampling, crops=crops)
     enc = _encoder(encoder, encoder_options, device)
+    crop = enc.transform.crop_frames if crops == 1 else TenCrop.of(enc.transform)
     entries = manifest.videos[plan.start : plan.stop]
     spaces = manifest.label_spaces
     jobs = [
@@ -231,7 +239,7 @@ def extract_part(
                 and state[next_write].get("pending", 0) == 0
             ):
                 k = next_write
-                rec = _record(entries[k], plan.start + k, spaces, state[k], manifest)
+                rec = _record(entries[k], plan.start + k, spaces, state[k], crops)
                 writer.add(rec)
                 failed += rec.status != "ok"
                 clips += 0 if rec.clip_features is None else len(rec.clip_features)
@@ -242,8 +250,8 @@ def extract_part(
 
         stream = stream_videos(
             jobs,
-            manifest.sampling,
-            enc.transform.crop_frames,
+            sampling,
+            crop,
             decoder=decoder,
             chunk=batch_size,
             workers=loader_workers,
@@ -289,7 +297,7 @@ def extract_part(
     return {"part": plan.name, "videos": len(jobs), "failed": failed, "clips": clips}
 
 
-def _record(entry: Any, row: int, spaces: Any, st: dict[str, Any], manifest: Manifest) -> Any:
+def _record(entry: Any, row: int, spaces: Any, st: dict[str, Any], crops: int = 1) -> Any:
     rec = record_from_entry(entry, row, spaces)
     info = st.get("info") or {}
     if info:
@@ -303,21 +311,28 @@ def _record(entry: Any, row: int, spaces: Any, st: dict[str, Any], manifest: Man
         rec.decoder = st.get("decoder", "")
         return rec
     metas = [m for m, _ in st["clips"]]
-    rec.clip_features = np.concatenate([f for _, f in st["clips"]]).astype(np.float32)
+    rec.clip_features = _by_clip(np.concatenate([f for _, f in st["clips"]]), crops)
     rec.clip_frame_idx = np.concatenate([m["frame_idx"] for m in metas])
     rec.clip_frames = np.concatenate([m["frames"] for m in metas])
     rec.clip_time = np.concatenate([m["time"] for m in metas])
     rec.clip_padded = np.concatenate([m["padded"] for m in metas]).astype(np.int8)
     smeta, sfeat = st["static"]
-    rec.static_features = sfeat.astype(np.float32)
+    rec.static_features = _by_clip(sfeat, crops)
     rec.static_frame = np.asarray(smeta["frame"], dtype=np.int64)
     rec.decoder = st.get("decoder", "")
     rec.frame_labels = frame_labels_for(entry, rec.num_frames, rec.fps)
     return rec
 
 
+def _by_clip(feats: np.ndarray, crops: int) -> np.ndarray:
+    """float32 encoder rows ``[n * crops, D]`` as the store's ``[n, D]`` or ``[n, crops, D]``."""
+    feats = feats.astype(np.float32)
+    return feats if crops == 1 else feats.reshape(-1, crops, feats.shape[-1])
+
+
 def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]) -> dict[str, Any]:
     enc = _encoder(config.encoder, json.dumps(config.encoder_options(), sort_keys=True), "cpu")
+    crops = config.crops_for(manifest)
     identity = enc.identity.to_dict()
     if identity.get("clip_len") and identity["clip_len"] != manifest.sampling.clip_len:
         raise ConfigError(
@@ -334,9 +349,9 @@ def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]
             f"{config.encoder}'s input size {size}; set it to {size} or leave it out "
             "(aamflow feeds each encoder the size it was built for)"
         )
-    return new_store_attrs(
+    attrs = new_store_attrs(
         encoder=identity,
-        sampling=replace(manifest.sampling, input_size=size),
+        sampling=replace(manifest.sampling, input_size=size, crops=crops),
         label_spaces=manifest.label_spaces,
         plan=plan,
         provenance={
@@ -345,6 +360,10 @@ def _store_attrs(config: ExtractConfig, manifest: Manifest, plan: list[PartPlan]
             "manifest_name": manifest.name,
         },
     )
+    if crops > 1:  # only then: a one-crop store's attributes stay as they always were
+        geometry = TenCrop.of(enc.transform).to_dict()
+        attrs["aamflow"]["crop_views"] = {"names": list(CROP_NAMES), **geometry}
+    return attrs
 
 
 def _check_duplicates(config: ExtractConfig, manifest: Manifest) -> None:
@@ -411,6 +430,7 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
         device=config.device,
         precision=config.precision,
         batch_size=config.batch_size,
+        crops=config.crops_for(manifest),
     )
     t0 = time.perf_counter()
     with progress_bar(total=n_videos, desc="extract", unit="video", quiet=config.quiet) as bar:

@@ -11,6 +11,11 @@ A ``clips`` or ``static`` message carries each distinct frame once, ``pixels`` u
 clip: overlapping dense windows share frames and a static clip is one frame ``T`` times, so
 this ships several times fewer bytes than the clips themselves. The consumer gathers
 ``pixels[gather]`` (and normalises) on the encoder's device.
+
+With ``sampling.crops = 10`` the ``crop`` callable returns a frame's ten views (rows
+``10 f .. 10 f + 9`` of ``pixels`` for distinct frame ``f``), and ``gather`` has ten rows per
+clip, clip-major: the encoder sees each view as one clip and the consumer reshapes its
+``[n * 10, D]`` output to ``[n, 10, D]``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ class VideoJob:
     task: str
 
 
+def crop_rows(gather: np.ndarray, crops: int) -> np.ndarray:
+    """Each clip's rows of distinct frames ``[n, T]`` as the rows of its ``crops`` views
+    ``[n * crops, T]`` (clip-major), where ``pixels`` holds each frame's views consecutively."""
+    if crops == 1:
+        return gather
+    views = gather[:, None, :] * crops + np.arange(crops, dtype=gather.dtype)[None, :, None]
+    return views.reshape(-1, gather.shape[1])
+
+
 def _decode_messages(
     job: VideoJob,
     sampling: Sampling,
@@ -47,6 +61,7 @@ def _decode_messages(
     num_frames: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     path = Path(job.path)
+    crops = sampling.crops
     info = probe_video(path, decoder)
     n = num_frames or info.num_frames
     plan = plan_clips(n, sampling, job.task)
@@ -85,7 +100,7 @@ def _decode_messages(
             "kind": "clips",
             "index": job.index,
             "pixels": torch.cat([buf[int(f)] for f in uniq]),  # [U, 3, S, S] uint8
-            "gather": inverse.reshape(idx.shape).astype(np.int64),
+            "gather": crop_rows(inverse.reshape(idx.shape).astype(np.int64), crops),
             "frame_idx": plan.frame_idx[sel],
             "frames": np.stack([plan.start[sel], plan.end[sel]], 1),
             "time": np.stack([t0, t1], 1),
@@ -95,7 +110,7 @@ def _decode_messages(
     for frame in iter_frames(path, needed, decoder):
         used_decoder = frame.decoder
         f = frame.index
-        # [1, 3, S, S] uint8 (transforms are per frame); compact, not a view of the frame
+        # [crops, 3, S, S] uint8 (transforms are per frame); compact, not a view of the frame
         x = crop(frame.rgb[None]).contiguous()
         buf[f] = x
         times[f] = frame.time
@@ -119,7 +134,9 @@ def _decode_messages(
         "kind": "static",
         "index": job.index,
         "pixels": torch.cat([static[int(f)] for f in uniq]),
-        "gather": np.repeat(inverse.reshape(-1, 1).astype(np.int64), sampling.clip_len, 1),
+        "gather": crop_rows(
+            np.repeat(inverse.reshape(-1, 1).astype(np.int64), sampling.clip_len, 1), crops
+        ),
         "frame": static_frames,
     }
     yield {"kind": "done", "index": job.index, "decoder": used_decoder}

@@ -53,7 +53,7 @@ def run_synth(config: SynthConfig) -> Path:
     ConfigError
         Unknown preset, or ``out`` already holds something other than this same corpus.
     """
-    from tqdm.auto import tqdm
+    from aamflow.pipeline.progress import progress_bar
 
     from .video import h264_encoder
 
@@ -70,7 +70,7 @@ def run_synth(config: SynthConfig) -> Path:
 
     total = sum(p.num_frames for p in plans)
     workers = config.workers or (1 if total < _SERIAL_BELOW else min(_cpu_count(), 8))
-    bar = tqdm(total=len(plans), unit="video", desc="synth", disable=config.quiet)
+    bar = progress_bar(total=len(plans), unit="video", desc="synth", quiet=config.quiet)
     try:
         if workers == 1:
             for p in plans:

@@ -193,7 +193,8 @@ def read_latents(store: Any, rows: np.ndarray, *, frames: bool = False) -> Laten
                 count = pv[f"{key}_count"].to_numpy(np.int64)
                 lo = int(start.min()) if len(start) else 0
                 hi = int((start + count).max()) if len(start) else 0
-                block = np.asarray(part[arr][lo:hi], dtype=np.float32)
+                # a ten-crop store trains on its centre crop (FeatureStore.crop_view)
+                block = store.crop_view(np.asarray(part[arr][lo:hi], dtype=np.float32))
                 out[table].append(block[_ranges(start - lo, count)])
                 out[tag].append(count)
                 if frames and table == "clips":

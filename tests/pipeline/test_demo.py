@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,20 @@ def _pct(x: float | None) -> bool:
     return x is None or (isinstance(x, float) and (math.isnan(x) or 0.0 <= x <= 1.0))
 
 
+PROGRESS_LINE = re.compile(r"^(synth|extract|train-adapter|anonymize|eval): \d+")
+
+
 @pytest.mark.e2e
-def test_demo_on_the_tiny_corpus(tmp_path: Path) -> None:
-    report = run_demo(DemoConfig(out=tmp_path, preset="tiny", epochs=3, quiet=True))
+def test_demo_on_the_tiny_corpus(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # the first run is not quiet, with stderr captured (not a terminal, as in a batch log)
+    report = run_demo(DemoConfig(out=tmp_path, preset="tiny", epochs=3, quiet=False))
+    err = capfd.readouterr().err
+    assert "\r" not in err  # no carriage-return bar updates in a log
+    progress = [line for line in err.splitlines() if PROGRESS_LINE.match(line)]
+    stages = {line.split(":")[0] for line in progress}
+    assert stages == {"synth", "extract", "train-adapter", "anonymize", "eval"}
+    # at most a line per 10% plus the last one, per stage (the tiny run is under 30 s each)
+    assert len(progress) <= 5 * 12, progress
     for name in (
         "features.zarr",
         "features.zarr.adapter/adapter.json",

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from aamflow.pipeline.cli import cli
 from aamflow.schemas._registry import UnknownNameError
+from aamflow.schemas.errors import ConfigError
 from aamflow.schemas.fake import FAKE_SPACES
 from aamflow.schemas.manifest import Sampling
 from aamflow.schemas.store import (
@@ -255,22 +256,45 @@ def test_rtfm_layout_lists_abnormal_first_and_aligns_the_gt(store, stored, tmp_p
     assert roc_auc_score(gt, pred) > 0.95
 
 
-def test_rtfm_crops_repeat_the_single_view(store, tmp_path):
-    export(store, "rtfm", tmp_path / "rtfm", crops=3)
+def test_rtfm_repeats_the_single_view_only_when_asked(store, tmp_path):
+    record = export(store, "rtfm", tmp_path / "rtfm", repeat_crops=3)
+    assert record["crops"]["repeated"] is True
     line = (tmp_path / "rtfm/list/ucf-i3d-test.list").read_text().splitlines()[0]
     feats = np.load(line)
     assert feats.shape[1] == 3 and np.array_equal(feats[:, 0], feats[:, 2])
+    assert "3 copies of one view" in (tmp_path / "rtfm/README.md").read_text()
+    with pytest.raises(ConfigError, match="--repeat-crops 10"):
+        export(store, "rtfm", tmp_path / "x", crops=10)  # the store holds one crop
+    assert not (tmp_path / "x").exists()
+
+
+def test_rtfm_readme_lists_every_edit_with_this_exports_values(store, tmp_path):
+    record = export(store, "rtfm", tmp_path / "rtfm")
+    s = record["summary"]
+    readme = (tmp_path / "rtfm/README.md").read_text()
+    rtfm = {(e["file"], e["old"], e["new"]) for e in s["tools"]["RTFM"]["edits"]}
+    n = s["train_abnormal"]
+    assert ("dataset.py", "self.list[810:]", f"self.list[{n}:]") in rtfm
+    assert ("model.py", "Aggregate(len_feature=2048)", f"Aggregate(len_feature={DIM})") in rtfm
+    assert ("model.py", "nn.BatchNorm1d(2048)", f"nn.BatchNorm1d({DIM})") in rtfm
+    assert len(rtfm) == 6
+    mgfn = {(e["file"], e["old"], e["new"]) for e in s["tools"]["MGFN"]["edits"]}
+    assert ("models/mgfn.py", "channels = 2048", f"channels = {DIM}") in mgfn and len(mgfn) == 5
+    for e in s["tools"]["RTFM"]["edits"] + s["tools"]["MGFN"]["edits"]:
+        assert f"`{e['old']}` | `{e['new']}`" in readme
+    assert "--dataset ucf" in readme and "--batch-size 2" in readme  # 2 abnormal, 2 normal
+    assert "will not run" in readme  # one crop: both tools slice batch_size * 10 rows
 
 
 # --------------------------------------------------------------------------------------- UR-DMU
 
 
 def test_urdmu_layout_groups_crops_and_labels_by_name(store, stored, tmp_path):
-    record = export(store, "urdmu", tmp_path / "urdmu")
+    record = export(store, "urdmu", tmp_path / "urdmu", repeat_crops=10)
     s = record["summary"]
     root = tmp_path / "urdmu"
     crops = s["crops"]
-    assert crops == 10
+    assert crops == 10 and s["crops_repeated"]
     train = [line.split()[0] for line in open(root / "list/UCF_Train.list")]
     test = [line.split()[0] for line in open(root / "list/UCF_Test.list")]
     assert len(train) == 4 * crops and len(test) == 3 * crops
@@ -278,9 +302,15 @@ def test_urdmu_layout_groups_crops_and_labels_by_name(store, stored, tmp_path):
     def label(path: str) -> int:  # UCF_crime.get_data
         return 0 if "Normal" in path.split("/")[-1] else 1
 
+    def ucf_class(path: str) -> str:  # ucf_infer.py: _name[:-3] of the name before _x264
+        name = path.split("/")[-1].split("_x264")[0]
+        return "Normal" if "Normal" in name else name[:-3]
+
     n_abn = s["train_abnormal"] * crops  # UR-DMU's fixed cut (8100 for UCF-Crime)
     assert {label(p) for p in train[:n_abn]} == {1} and {label(p) for p in train[n_abn:]} == {0}
-    assert all(p.split("/")[-2] == ("Normal" if label(p) == 0 else "Abnormal") for p in train)
+    assert (
+        {ucf_class(p) for p in train + test} == {"Anomaly", "Normal"} == {*s["classes"], "Normal"}
+    )
 
     gt = np.load(root / "frame_label/gt-ucf.npy")
     offset = 0
@@ -290,14 +320,104 @@ def test_urdmu_layout_groups_crops_and_labels_by_name(store, stored, tmp_path):
         arrays = [np.load(p).astype(np.float32) for p in group]
         assert all(np.array_equal(a, arrays[0]) for a in arrays)
         assert {label(p) for p in group} == {int(ident != "ad_t2")}
+        assert Path(group[0]).name == f"{s['names'][ident]}__0.npy"
         ref = stored[ident]
         np.testing.assert_array_equal(arrays[0], ref["feats"])  # [T, C], T exact
         n = arrays[0].shape[0] * 16
         np.testing.assert_array_equal(gt[offset : offset + n], expected_gt(ref))
         offset += n
     assert offset == gt.size
-    # an abnormal id containing "Normal" must not read as normal
-    assert any("ad_normalish__0.npy" in p for p in train[:n_abn])
+    # abnormal names are numbered in store order; an abnormal id with "Normal" is not normal
+    assert s["names"]["ad_a1"] == "Anomaly001_x264"
+    assert s["names"]["ad_Normalish"] == "Anomaly002_x264"
+    assert s["names"]["ad_n1"] == "Normal_ad_n1_x264"
+    tsv = (root / "names.tsv").read_text().splitlines()
+    assert tsv[0] == "video_id\tname\tclass" and "ad_a1\tAnomaly001_x264\tAnomaly" in tsv
+    edits = {(e["file"], e["old"], e["new"]) for e in s["tools"]["UR-DMU"]["edits"]}
+    assert ("dataset_loader.py", "self.vid_list[8100:]", "self.vid_list[20:]") in edits
+    assert ("ucf_main.py", "config.len_feature = 1024", f"config.len_feature = {DIM}") in edits
+    assert ("ucf_main.py", "batch_size = 64", "batch_size = 20") in edits
+    assert (
+        "ucf_test.py",
+        "_data, _label = next(load_iter)",
+        "_data, _label, _name = next(load_iter)",
+    ) in edits
+    assert ("ucf_infer.py", '"Normal":{},', '"Normal":{}, "Anomaly":{},') in edits
+
+
+def test_urdmu_names_keep_ucf_crime_ids():
+    from aamflow.stages.export._anomaly import AnomalyLists, AnomalyVideo
+    from aamflow.stages.export.urdmu import urdmu_names
+
+    def v(row: int, ident: str, abnormal: bool) -> AnomalyVideo:
+        return AnomalyVideo(row=row, id=ident, abnormal=abnormal, clip_start=0, clip_count=1)
+
+    lists = AnomalyLists(
+        train=[v(0, "Abuse028_x264", True), v(1, "Normal_Videos_003_x264", False)],
+        test=[v(2, "x/fall_7", True), v(3, "Shooting01_x264", True)],
+        missing=[],
+    )
+    names = urdmu_names(lists)
+    assert (
+        names["Abuse028_x264"].stem == "Abuse028_x264" and names["Abuse028_x264"].folder == "Abuse"
+    )
+    assert names["Normal_Videos_003_x264"].stem == "Normal_Videos_003_x264"
+    assert names["x/fall_7"].stem == "Anomaly001_x264"  # not UCF-named: numbered
+    assert names["Shooting01_x264"].stem == "Anomaly002_x264"  # 2 digits: not UCF's form
+
+
+def test_urdmu_default_follows_the_stores_crops(store, tmp_path):
+    record = export(store, "urdmu", tmp_path / "u")
+    s = record["summary"]
+    assert s["crops"] == 1 and not s["crops_repeated"]
+    assert len((tmp_path / "u/list/UCF_Test.list").read_text().splitlines()) == 3
+    edits = {(e["file"], e["old"], e["new"]) for e in s["tools"]["UR-DMU"]["edits"]}
+    assert ("ucf_test.py", "if (i + 1) % 10 == 0 :", "if (i + 1) % 1 == 0 :") in edits
+
+
+# ---------------------------------------------------------------- raw stores and provenance
+
+
+def test_exporting_a_raw_store_warns_and_the_readme_says_so(store, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="aamflow.export"):
+        export(store, "rtfm", tmp_path / "a")
+    warnings = [r for r in caplog.records if r.name == "aamflow.export"]
+    assert len(warnings) == 1 and "not anonymized" in warnings[0].getMessage()
+    assert "--allow-raw" in warnings[0].getMessage()
+    assert "**no: raw encoder features.**" in (tmp_path / "a/README.md").read_text()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aamflow.export"):
+        export(store, "rtfm", tmp_path / "b", allow_raw=True)
+    assert not [r for r in caplog.records if r.name == "aamflow.export"]
+    caplog.clear()
+    args = ["export", "--store", str(store), "--format", "actionformer"]
+    with caplog.at_level("WARNING", logger="aamflow.export"):
+        assert CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c")], obj={}).exit_code == 0
+        assert len([r for r in caplog.records if r.name == "aamflow.export"]) == 1
+        caplog.clear()
+        res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "d"), "--allow-raw"], obj={})
+        assert res.exit_code == 0
+        assert not [r for r in caplog.records if r.name == "aamflow.export"]
+
+
+def test_an_anonymized_stores_readme_records_its_adapter(tmp_path, caplog):
+    from aamflow.schemas.fake import fake_store
+    from aamflow.stages.anonymize.config import AnonymizeConfig
+    from aamflow.stages.anonymize.stage import run_anonymize
+    from tests.stages.anonymize.test_anonymize import make_adapter
+
+    raw = fake_store(tmp_path / "f.zarr", n_videos=12, part_size=6)
+    make_adapter(raw)
+    anon = Path(run_anonymize(AnonymizeConfig(store=raw, quiet=True))["out"])
+    digest = open_store(anon).provenance["adapter_digest"]
+    with caplog.at_level("WARNING", logger="aamflow.export"):
+        record = export(anon, "actionformer", tmp_path / "af")
+    assert not [r for r in caplog.records if r.name == "aamflow.export"]
+    assert record["store"]["anonymized"] is True and record["store"]["adapter_digest"] == digest
+    readme = (tmp_path / "af/README.md").read_text()
+    assert f"| adapter digest | `{digest}` |" in readme and "| anonymized | **yes**" in readme
+    assert "read this export unmodified" in readme
+    assert "empty_label_ids: [4]" not in readme and "'empty_label_ids': []" in readme
 
 
 # ---------------------------------------------------------------------------- the out folder

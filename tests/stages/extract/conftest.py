@@ -1,5 +1,5 @@
-"""Shared by the extract tests: the tiny synthetic corpus, a small manifest over it (with a
-missing and a corrupt video), and the store one plain run extracts from it."""
+"""Shared by the extract tests: a small manifest over the tiny corpus (tests/conftest.py), with a
+missing and a corrupt video, and the store one plain run extracts from it."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ import pytest
 from aamflow.stages.extract.config import ExtractConfig
 from aamflow.stages.extract.stage import run_extract
 from tests.corpus import subset_manifest
-
-
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aamflow.stages.synth import SynthConfig, run_synth
-
-    return run_synth(
-        SynthConfig(out=tmp_path_factory.mktemp("corpus"), preset="tiny", seed=0, quiet=True)
-    )
 
 
 @pytest.fixture(scope="session")
