@@ -31,12 +31,16 @@ def test_opennsfw_through_every_stage_with_the_defaults(tmp_path: Path) -> None:
     store = open_store(raw)
     assert store.attrs["aamflow"]["encoder"]["name"] == "opennsfw"
     assert store.feature_dim == 2048
-    adapter = json.loads((tmp_path / "features-opennsfw.zarr.adapter" / "adapter.json").read_text())
-    hp = adapter["hparams"]
-    # the default recipe: a video eraser whose rank the label-free criterion chose
-    assert hp["eraser"] == "video" and 0 <= hp["erase_rank"] < 2048
-    eraser = json.loads((tmp_path / "features-opennsfw.zarr.adapter" / "eraser.json").read_text())
-    assert eraser["rank"] == hp["erase_rank"] and eraser["curve"]
+    out = tmp_path / "features-opennsfw.zarr.adapter"
+    config = json.loads((out / "config.json").read_text())
+    hp = json.loads((out / "adapter.json").read_text())["hparams"]
+    # the default recipe: a video eraser whose rank the label-free criterion chose (rank 0
+    # builds no eraser at all, so the AAM's hparams name one only above 0)
+    assert config["eraser"] == "video"
+    rank = hp.get("erase_rank", 0)
+    assert 0 <= rank < 2048 and (rank == 0) == ("eraser" not in hp)
+    eraser = json.loads((out / "eraser.json").read_text())
+    assert eraser["rank"] == rank and eraser["curve"]
     assert (tmp_path / "features-opennsfw.anon.zarr").exists()
     assert {"skin_tone", "gender", "clothing", "skin_tone@clips"} <= set(report["privacy"])
     for entry in report["privacy"].values():

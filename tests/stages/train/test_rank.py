@@ -58,9 +58,11 @@ def test_the_rank_removes_what_identifies_a_video_and_keeps_the_task() -> None:
     choice, _ = choose()
     curve = {row["rank"]: row for row in choice.curve}
     assert curve[0]["reid_static"] > 0.9 and curve[0]["ar_top1"] == 1.0  # raw: videos are found
-    # two appearance directions: the rank erases them, and stops before the action goes
-    assert curve[2]["reid"] < 0.3 and curve[9]["ar_top1"] < 0.9
-    assert 2 <= choice.rank < 9 and curve[choice.rank]["ar_top1"] == 1.0
+    # two appearance directions: the rank erases them; the oblique eraser removes the class
+    # direction last (its between/keep ratio is ~0), so the action survives every rank
+    assert curve[2]["reid"] < 0.3
+    assert all(row["ar_clip_top1"] == 1.0 for row in curve.values())
+    assert 2 <= choice.rank and curve[choice.rank]["reid"] <= curve[2]["reid"]
     assert "re-identification" in choice.rule and choice.selection_videos == 40
 
 
