@@ -14,11 +14,17 @@ from typing import Any
 import click
 
 from .errors import user_errors
-from .options import compute_options, pass_quiet, train_default
+from .options import compute_options, config_default, pass_quiet, train_default
 
 TRAIN_RECIPES = ("default", "paper", "static-eraser")  # stages.train.config.RECIPES (tested)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _eval_default(name: str) -> str:
+    from aamflow.stages.eval.config import EvalConfig
+
+    return config_default(EvalConfig, name)
 
 
 def _version() -> str:
@@ -444,6 +450,13 @@ def anonymize(quiet: bool, **opts: Any) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Override training epochs of the utility heads.",
+)
+@click.option(
+    "--utility-seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seeds each utility head is trained with; the report gives mean ± std and a "
+    "bootstrap interval over test videos. " + _eval_default("utility_seeds"),
 )
 @pass_quiet
 @user_errors

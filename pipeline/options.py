@@ -63,9 +63,14 @@ def compute_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def train_default(name: str) -> str:
     """``[default: X]`` for a train-adapter flag, read from ``TrainConfig`` (the one place
     training defaults are declared)."""
-    import dataclasses
-
     from aamflow.stages.train.config import TrainConfig
 
-    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return config_default(TrainConfig, name)
+
+
+def config_default(config: type, name: str) -> str:
+    """``[default: X]`` for a flag whose default a config dataclass declares."""
+    import dataclasses
+
+    field = {f.name: f for f in dataclasses.fields(config)}[name]
     return f"[default: {field.default}]"

@@ -73,6 +73,10 @@ class EvalConfig:
     max_clips_per_video : int
         Ordinary clips per video the clip attackers train and test on (evenly spaced), so long
         untrimmed videos do not outweigh short ones and the cost stays bounded.
+    utility_seeds : int
+        Seeds each utility head (AR, TAD, AD) is trained with (``seed, seed+1, ...``); the
+        report gives their mean, spread and a bootstrap interval over test videos
+        (:mod:`.spread`). Three by default: the TAD and AD test sets are small.
     """
 
     store: Path
@@ -87,6 +91,7 @@ class EvalConfig:
     device: str = "cpu"
     privacy_sources: tuple[str, ...] = PRIVACY_SOURCES
     max_clips_per_video: int = 32
+    utility_seeds: int = 3
 
     def __post_init__(self) -> None:
         # Accept strings and lists from Python callers; store tuples and Paths.
@@ -104,6 +109,8 @@ class EvalConfig:
             _check_names("attackers", self.attackers, _attacker_names())
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"eval: --epochs must be >= 1, got {self.epochs}")
+        if self.utility_seeds < 1:
+            raise ConfigError(f"eval: --utility-seeds must be >= 1, got {self.utility_seeds}")
         if self.max_clips_per_video < 1:
             raise ConfigError(
                 f"eval: max_clips_per_video must be >= 1, got {self.max_clips_per_video}"
@@ -122,6 +129,7 @@ class EvalConfig:
         out: Path,
         seed: int,
         epochs: int | None,
+        utility_seeds: int | None = None,
     ) -> EvalConfig:
         """Build a config from the CLI's comma-separated ``--tasks`` and ``--attackers``."""
         return cls(
@@ -134,6 +142,7 @@ class EvalConfig:
             out=out,
             seed=seed,
             epochs=epochs,
+            **({} if utility_seeds is None else {"utility_seeds": utility_seeds}),
         )
 
     def to_dict(self) -> dict[str, Any]:

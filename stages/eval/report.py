@@ -30,12 +30,22 @@ The report dict::
           "reduction": float | None,                 # leakage_reduction of strongest cMAPs
         },
       },
-      "utility": {
-        "ar":  {"top1": float, "reference": {"top1": float} | None},
-        "tad": {"map": {"0.3": float, ..., "0.7": float}, "avg": float,
-                "reference": {"map": {...}, "avg": float} | None},
-        "ad":  {"auc": float, "reference": {"auc": float} | None},
+      "headline": {                                  # the line the summary leads with
+        "worst": {"key", "attribute", "source", "reduction", "strongest"} | None,
+        "temporal": [{same keys}, ...],              # attributes read from clips only (gait)
       },
+      "utility": {                                   # figures: the mean over utility seeds
+        "ar":  {"top1": float, "spread": SPREAD, "reference": {"top1", "spread"} | None,
+                "change": CHANGE},
+        "tad": {"map": {"0.3": float, ..., "0.7": float}, "avg": float, "spread": SPREAD,
+                "reference": {"map": {...}, "avg": float, "spread": SPREAD} | None,
+                "change": CHANGE},
+        "ad":  {"auc": float, "spread": SPREAD, "reference": {...} | None, "change": CHANGE},
+      },
+      # SPREAD: {"mean", "std" (over seeds, ddof=1), "per_seed": [...], "ci95": [lo, hi]
+      #          (bootstrap over test videos of the seed mean), "num_seeds"}
+      # CHANGE (with a reference): {"mean", "ci95", "paired_videos"}: store minus reference,
+      #          bootstrapped with the same test videos drawn from both
       "bias": {
         "per_group": {"<group>": float, ...},        # AR top-1 per group
         "gap": float,                                # max - min over groups
@@ -64,6 +74,7 @@ from .metrics import leakage_reduction
 __all__ = [
     "REPORT_SCHEMA",
     "format_summary_table",
+    "headline",
     "privacy_entry",
     "strongest_leakage",
     "to_jsonable",
@@ -116,6 +127,51 @@ def privacy_entry(
         anon = result["attackers"][result["strongest"]]["cmap"]
         entry["reduction"] = leakage_reduction(raw, anon, reference["chance_cmap"])
     return entry
+
+
+def headline(privacy: Mapping[str, Any]) -> dict[str, Any]:
+    """The worst static attribute over both feature sources (the lowest leakage reduction
+    of the strongest attacker), and each temporal attribute (one read from clips only)."""
+
+    def item(key: str, e: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "key": key,
+            "attribute": e.get("attribute", key.split("@")[0]),
+            "source": e.get("source"),
+            "reduction": e.get("reduction"),
+            "strongest": e.get("strongest"),
+        }
+
+    static = {e.get("attribute") for e in privacy.values() if e.get("source") == "static"}
+    scored = [
+        item(k, e)
+        for k, e in privacy.items()
+        if e.get("attribute") in static and e.get("reduction") is not None
+    ]
+    worst = min(scored, key=lambda d: d["reduction"]) if scored else None
+    temporal = [item(k, e) for k, e in privacy.items() if e.get("attribute") not in static]
+    return {"worst": worst, "temporal": temporal}
+
+
+def headline_lines(report: Mapping[str, Any]) -> list[str]:
+    """The summary's first lines: the worst static attribute across both sources, then each
+    temporal attribute; nothing without a reference (no reduction to rank)."""
+    head = report.get("headline") or {}
+    worst = head.get("worst")
+    if not worst:
+        return []
+    where = {"static": "static clips", "clips": "ordinary clips"}
+    lines = [
+        f"worst attribute: {worst['attribute']} on {where.get(worst['source'], worst['source'])}"
+        f", leakage reduced {_ratio(worst['reduction'])} (strongest attacker "
+        f"{worst['strongest']})"
+    ]
+    for t in head.get("temporal") or []:
+        lines.append(
+            f"temporal attribute: {t['attribute']} on ordinary clips, leakage reduced "
+            f"{_ratio(t['reduction'])} (strongest attacker {t['strongest']})"
+        )
+    return lines
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -231,32 +287,63 @@ def _privacy_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str
     return out + _md_table(header, rows)
 
 
+def _spread(d: Mapping[str, Any] | None) -> str:
+    """``±std [lo, hi]`` of a figure's spread (seeds, then the bootstrap over test videos)."""
+    sp = (d or {}).get("spread") or {}
+    if not sp:
+        return ""
+    ci = sp.get("ci95")
+    text = f"±{_pct(sp.get('std'))}" if sp.get("num_seeds", 1) > 1 else ""
+    if ci:
+        text += f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+    return text.strip()
+
+
+def _change(value: Any, ref_value: Any, d: Mapping[str, Any] | None = None) -> str:
+    """Store minus reference in points, with the paired bootstrap interval when known."""
+    text = _pct(_num(value) - _num(ref_value), signed=True)
+    ci = ((d or {}).get("change") or {}).get("ci95")
+    return text + (f" [{_pct(ci[0], True)}, {_pct(ci[1], True)}]" if ci else "")
+
+
 def _utility_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str]:
     utility = report.get("utility") or {}
     if not utility:
         return []
     has_ref = any((v or {}).get("reference") for v in utility.values())
+    seeds = max(((v or {}).get("spread") or {}).get("num_seeds", 1) for v in utility.values())
     out = ["## Utility", ""]
-    header = ["task", "metric", name] + ([ref_name, "change (points)"] if has_ref else [])
+    if seeds > 1:
+        out += [
+            f"Each figure is the mean over {seeds} seeds of the task head, ± their standard "
+            "deviation, with a 95% bootstrap interval over test videos in brackets; the change "
+            "is bootstrapped with the same videos drawn from both stores.",
+            "",
+        ]
+    spread = any((v or {}).get("spread") for v in utility.values())
+    header = ["task", "metric", name] + (["spread"] if spread else [])
+    if has_ref:
+        header += [ref_name] + ([f"{ref_name} spread"] if spread else []) + ["change (points)"]
     rows: list[list[str]] = []
 
-    def add(task: str, metric: str, value: Any, ref_value: Any) -> None:
-        row = [task, metric, _pct(value)]
+    def add(task: str, metric: str, value: Any, ref_value: Any, d: Any = None) -> None:
+        row = [task, metric, _pct(value)] + ([_spread(d)] if spread else [])
         if has_ref:
-            row += [_pct(ref_value), _pct(_num(value) - _num(ref_value), signed=True)]
+            ref = (d or {}).get("reference")
+            row += [_pct(ref_value)] + ([_spread(ref)] if spread else [])
+            row.append(_change(value, ref_value, d))
         rows.append(row)
 
-    if utility.get("ar"):
-        ar = utility["ar"]
-        add("AR", "top-1", ar.get("top1"), (ar.get("reference") or {}).get("top1"))
-    if utility.get("tad"):
-        tad, ref = utility["tad"], utility["tad"].get("reference") or {}
-        for t, v in (tad.get("map") or {}).items():
-            add("TAD", f"mAP@{t}", v, (ref.get("map") or {}).get(t))
-        add("TAD", "avg mAP", tad.get("avg"), ref.get("avg"))
-    if utility.get("ad"):
-        ad = utility["ad"]
-        add("AD", "frame AUC", ad.get("auc"), (ad.get("reference") or {}).get("auc"))
+    for task, label, get in _UTILITY:
+        d = utility.get(task)
+        if not d:
+            continue
+        ref = d.get("reference") or {}
+        if task == "tad":
+            for t, v in (d.get("map") or {}).items():
+                add("TAD", f"mAP@{t}", v, (ref.get("map") or {}).get(t))
+        metric = {"ar": "top-1", "tad": "avg mAP", "ad": "frame AUC"}[task]
+        add(task.upper(), metric, get(d), get(ref), d)
     return out + _md_table(header, rows)
 
 
@@ -312,9 +399,10 @@ def format_summary_table(report: Mapping[str, Any]) -> str:
         d = (report.get("utility") or {}).get(task)
         if d:
             v, r = get(d), get(d.get("reference") or {})
-            row = [label, _pct(v)]
+            row = [label, f"{_pct(v)} {_spread(d)}".strip()]
             if has_ref:
-                row += [_pct(r), _pct(_num(v) - _num(r), signed=True)]
+                ref = d.get("reference") or {}
+                row += [f"{_pct(r)} {_spread(ref)}".strip(), _change(v, r, d)]
             rows.append(row)
     bias = report.get("bias")
     if bias:
@@ -333,7 +421,8 @@ def format_summary_table(report: Mapping[str, Any]) -> str:
         for r in table
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    head = headline_lines(report)
+    return "\n".join(head + ([""] if head else []) + lines)
 
 
 # ------------------------------------------------------------------------------------- plots

@@ -22,14 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from aamflow.schemas.atomic import atomic_write_json
 from aamflow.schemas.store import FeatureStore, open_store
 
-from . import privacy, utility
+from . import privacy, spread, utility
 from .config import EvalConfig
 from .data import attach_private_labels, check_comparable, store_identity
 from .errors import Skipped
-from .report import REPORT_SCHEMA, format_summary_table, privacy_entry, to_jsonable, write_report
+from .report import (
+    REPORT_SCHEMA,
+    format_summary_table,
+    headline,
+    privacy_entry,
+    to_jsonable,
+    write_report,
+)
 
 log = logging.getLogger("aamflow.eval")
 
@@ -79,8 +88,48 @@ def _plan(
                 )
             else:
                 fn = _UTILITY_TASKS[task]
-                steps.append(_Step(role=role, name=task, run=lambda s=store, fn=fn: fn(s, **heads)))
+                seeds = range(config.seed, config.seed + config.utility_seeds)
+                steps.append(
+                    _Step(
+                        role=role,
+                        name=task,
+                        run=lambda s=store, fn=fn, seeds=seeds: [
+                            fn(s, **{**heads, "seed": k}) for k in seeds
+                        ],
+                    )
+                )
     return steps
+
+
+def _seed_mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's entry over its seeds: the first run's counts, each figure averaged."""
+    entry = {k: v for k, v in runs[0].items() if k != "scored"}
+    for key in ("top1", "auc", "avg"):
+        if key in entry:
+            entry[key] = float(np.mean([r[key] for r in runs]))
+    if "map" in entry:
+        entry["map"] = {t: float(np.mean([r["map"][t] for r in runs])) for t in entry["map"]}
+    return entry
+
+
+def _utility_entry(
+    runs: list[dict[str, Any]], ref: list[dict[str, Any]] | None, seed: int
+) -> dict[str, Any]:
+    summary = spread.summarize(
+        [r["scored"] for r in runs], [r["scored"] for r in ref] if ref else None, seed=seed
+    )
+    entry = {**_seed_mean(runs), "spread": {k: summary[k] for k in _SPREAD}}
+    entry["reference"] = None
+    if ref:
+        entry["reference"] = {
+            **_seed_mean(ref),
+            "spread": {k: summary["reference"][k] for k in _SPREAD},
+        }
+        entry["change"] = summary["change"]
+    return entry
+
+
+_SPREAD = ("mean", "std", "per_seed", "ci95", "num_seeds")
 
 
 def _run_steps(steps: list[_Step], quiet: bool) -> tuple[dict[tuple[str, str], Any], list[str]]:
@@ -115,7 +164,10 @@ def _assemble(
     report: dict[str, Any] = {
         "stores": {"store": identities["store"], "reference": identities.get("reference")},
         "seeds": {
-            name: config.seed for name in ("attack", "ar_probe", "tad_head", "ad_head", "bias")
+            "attack": config.seed,
+            "bias": config.seed,
+            "utility": list(range(config.seed, config.seed + config.utility_seeds)),
+            "bootstrap": config.seed,
         },
         "epochs": config.epochs,
         "tasks": list(config.tasks),
@@ -134,14 +186,14 @@ def _assemble(
             section[p.key] = entry
         if section:
             report["privacy"] = section
+            report["headline"] = headline(section)
 
     utility_section = {}
     for task in ("ar", "tad", "ad"):
         if task in config.tasks and results.get(("store", task)) is not None:
-            utility_section[task] = {
-                **results[("store", task)],
-                "reference": results.get(("reference", task)),
-            }
+            utility_section[task] = _utility_entry(
+                results[("store", task)], results.get(("reference", task)), config.seed
+            )
     if utility_section:
         report["utility"] = utility_section
     if "bias" in config.tasks and results.get(("store", "bias")) is not None:

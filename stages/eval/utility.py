@@ -49,6 +49,7 @@ from .data import (
     sequences,
 )
 from .errors import Skipped
+from .spread import Scored, ad_scorer, ar_scorer, tad_scorer
 
 _TAD_BATCH = 16  # test videos per forward pass of the TAD head
 
@@ -105,11 +106,18 @@ def ar_top1(store: FeatureStore, *, seed: int, epochs: int | None, device: str) 
         store, MAIN_SUBSET, seed=seed, epochs=epochs, device=device
     )
     truth = test["label_action"].to_numpy(np.int64)
+    top1 = metrics.accuracy(truth, pred)
     return {
-        "top1": metrics.accuracy(truth, pred),
+        "top1": top1,
         "chance": metrics.chance_accuracy(truth),
         "num_train_videos": n_train,
         "num_test_videos": len(test),
+        "scored": Scored(
+            value=top1,
+            ids=tuple(test["id"].tolist()),
+            per_video=tuple((pred == truth).tolist()),
+            score=ar_scorer,
+        ),
     }
 
 
@@ -187,6 +195,7 @@ def tad_map(store: FeatureStore, *, seed: int, epochs: int | None, device: str) 
     test_feats = sequences(store, "clip_features", test)
     rows = list(test.itertuples(index=False))
     predictions = []
+    per_video: dict[str, list[tuple]] = {v: [] for v in ids.values()}
     for lo in range(0, len(rows), _TAD_BATCH):
         batch = rows[lo : lo + _TAD_BATCH]
         x, mask = pad_videos([_tensor(f, device) for f in test_feats[lo : lo + _TAD_BATCH]])
@@ -199,12 +208,23 @@ def tad_map(store: FeatureStore, *, seed: int, epochs: int | None, device: str) 
                 end = min(duration, timesteps_to_seconds(end_t, fps, stride, span))
                 if end > start:
                     predictions.append((video.id, start, end, label, score))
+                    per_video[video.id].append((start, end, label, score))
     ground_truth = [
         (ids[int(r.video)], float(r.start), float(r.end), int(r.label))
         for r in gt.itertuples(index=False)
     ]
+    gt_per_video: dict[str, list[tuple]] = {v: [] for v in ids.values()}
+    for video_id, start, end, label in ground_truth:
+        gt_per_video[video_id].append((start, end, label))
     result = metrics.tad_map(predictions, ground_truth)
+    order = tuple(ids.values())
     return {
+        "scored": Scored(
+            value=float(result["avg"]),
+            ids=order,
+            per_video=tuple((per_video[v], gt_per_video[v]) for v in order),
+            score=tad_scorer,
+        ),
         "map": result["map"],
         "avg": result["avg"],
         "num_train_videos": len(train),
@@ -240,8 +260,15 @@ def ad_auc(store: FeatureStore, *, seed: int, epochs: int | None, device: str) -
     ):
         scores.append(score_clips(head, _tensor(f, device)).cpu().numpy())
         truth.append(clip_frame_labels(fl, idx, clip_len, video_label))
+    auc = metrics.frame_auc(scores, truth, frames_per_segment=clip_len)
     return {
-        "auc": metrics.frame_auc(scores, truth, frames_per_segment=clip_len),
+        "auc": auc,
+        "scored": Scored(
+            value=auc,
+            ids=tuple(test["id"].tolist()),
+            per_video=tuple(zip(scores, truth, strict=True)),
+            score=ad_scorer(clip_len),
+        ),
         "frames_per_segment": clip_len,
         "num_train_videos": len(train),
         "num_test_videos": len(test),

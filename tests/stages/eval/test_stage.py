@@ -24,9 +24,10 @@ from aamflow.schemas.store import (
 )
 from aamflow.stages.eval.alignment import clip_frame_labels
 from aamflow.stages.eval.config import EvalConfig
+from aamflow.stages.eval.report import format_summary_table
 from aamflow.stages.eval.stage import run_eval
 
-FAST = {"attackers": ("linear", "knn"), "epochs": 3, "quiet": True}
+FAST = {"attackers": ("linear", "knn"), "epochs": 3, "quiet": True, "utility_seeds": 2}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_report_files_and_contents(full_report, stores):
     config = json.loads((out / "config.json").read_text())
     assert config["reference"] == str(stores["leaky"]) and config["epochs"] == 3
     assert report["stores"]["store"]["uuid"] == report["stores"]["reference"]["uuid"]
-    assert set(report["seeds"].values()) == {0}
+    seeds = report["seeds"]
+    assert seeds["attack"] == seeds["bias"] == 0 and seeds["utility"] == [0, 1]
     # a store compared with itself: same figures, no leakage removed
     for entry in report["privacy"].values():
         assert entry["reduction"] == pytest.approx(0.0)
@@ -96,6 +98,34 @@ def test_report_files_and_contents(full_report, stores):
     assert utility["tad"]["avg"] == pytest.approx(np.mean(list(utility["tad"]["map"].values())))
     assert utility["ad"]["auc"] is None or 0.0 <= utility["ad"]["auc"] <= 1.0
     assert "bias" not in report and any("bias" in n for n in report["notes"])
+
+
+def test_utility_figures_carry_their_seed_spread_and_a_paired_interval(full_report):
+    report, _ = full_report
+    for task, figure in (("ar", "top1"), ("tad", "avg")):
+        entry = report["utility"][task]
+        spread = entry["spread"]
+        assert len(spread["per_seed"]) == spread["num_seeds"] == 2
+        assert entry[figure] == pytest.approx(np.mean(spread["per_seed"]))
+        assert spread["std"] >= 0.0
+        lo, hi = spread["ci95"]
+        assert 0.0 <= lo <= hi <= 1.0
+        # a store against itself: every bootstrap draw sees the same figure on both sides
+        change = entry["change"]
+        assert change["mean"] == 0.0 and change["ci95"] == [0.0, 0.0]
+        assert change["paired_videos"] == entry["num_test_videos"]
+
+
+def test_the_summary_leads_with_the_worst_attribute(full_report):
+    report, _ = full_report
+    worst = report["headline"]["worst"]
+    static = [e for k, e in report["privacy"].items() if e["attribute"] in ("skin_tone", "gender")]
+    assert worst["reduction"] == min(e["reduction"] for e in static)
+    assert (
+        format_summary_table(report)
+        .splitlines()[0]
+        .startswith(f"worst attribute: {worst['attribute']} on ")
+    )
 
 
 def test_repeated_runs_give_identical_figures(full_report, stores, tmp_path):

@@ -1,0 +1,62 @@
+"""Seed spread and bootstrap intervals of utility figures: the interval is of the figure the
+report gives, the paired change sees the same videos on both sides, and more test videos
+narrow it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aamflow.stages.eval.spread import Scored, ad_scorer, ar_scorer, summarize, tad_scorer
+
+
+def _ar(correct: list[bool], ids: list[str] | None = None) -> Scored:
+    ids = ids or [f"v{i}" for i in range(len(correct))]
+    return Scored(
+        value=ar_scorer(correct), ids=tuple(ids), per_video=tuple(correct), score=ar_scorer
+    )
+
+
+def test_seed_mean_std_and_an_interval_around_it() -> None:
+    runs = [_ar([True] * 7 + [False] * 3), _ar([True] * 8 + [False] * 2)]
+    out = summarize(runs, seed=0)
+    assert out["mean"] == pytest.approx(0.75) and out["per_seed"] == [0.7, 0.8]
+    assert out["std"] == pytest.approx(np.std([0.7, 0.8], ddof=1))
+    lo, hi = out["ci95"]
+    assert lo < 0.75 < hi and hi - lo > 0.2  # ten videos: a wide interval
+
+
+def test_more_test_videos_give_a_narrower_interval() -> None:
+    def width(n: int) -> float:
+        lo, hi = summarize([_ar([i % 4 != 0 for i in range(n)])], seed=0)["ci95"]
+        return hi - lo
+
+    assert width(400) < width(40) / 2
+
+
+def test_the_change_is_paired_over_the_videos_both_stores_hold() -> None:
+    # the store loses exactly one video of 20 that the reference gets right
+    ref = [True] * 20
+    mine = [False] + [True] * 19
+    out = summarize([_ar(mine)], [_ar(ref)], seed=0)
+    assert out["change"]["mean"] == pytest.approx(-0.05)
+    lo, hi = out["change"]["ci95"]
+    assert -0.2 <= lo <= hi <= 0.0  # never positive: no draw can favour the store
+    # unpaired, the same draws would scatter both ways; paired against itself it is exact
+    same = summarize([_ar(mine)], [_ar(mine)], seed=0)["change"]
+    assert same["ci95"] == [0.0, 0.0] and same["paired_videos"] == 20
+    # only the shared videos are paired
+    other = summarize([_ar(mine)], [_ar(ref[:10], [f"v{i}" for i in range(10)])], seed=0)
+    assert other["change"]["paired_videos"] == 10
+
+
+def test_ad_and_tad_scorers_rebuild_their_figure_from_per_video_entries() -> None:
+    scores = [np.array([0.1, 0.9]), np.array([0.2, 0.3])]
+    truth = [np.repeat([0, 1], 4), np.zeros(8, np.int64)]
+    score = ad_scorer(4)
+    assert score(list(zip(scores, truth, strict=True))) == pytest.approx(1.0)
+    # a perfect detection per video; a video drawn twice counts twice
+    video = ([(1.0, 2.0, 0, 0.9)], [(1.0, 2.0, 0)])
+    assert tad_scorer([video, video]) == pytest.approx(1.0)
+    miss = ([(5.0, 6.0, 0, 0.9)], [(1.0, 2.0, 0)])
+    assert tad_scorer([video, miss]) < 1.0
