@@ -125,10 +125,12 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     gait = reductions([k for k in privacy if "@" in k and k.split("@")[0] not in static])
     u = report.get("utility", {})
 
-    def pair(task: str, key: str) -> tuple[float | None, float | None]:
+    def pair(task: str, key: str) -> tuple[Any, ...]:
+        """(anon, raw, std over seeds, paired 95% interval of anon - raw)."""
         t = u.get(task) or {}
         ref = t.get("reference") or {}
-        return t.get(key), ref.get(key)
+        std = (t.get("spread") or {}).get("std")
+        return t.get(key), ref.get(key), std, (t.get("change") or {}).get("ci95")
 
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return {
@@ -154,6 +156,15 @@ def _parse_value(text: str) -> Any:
 
 def fmt(x: float | None, pct: bool = True) -> str:
     return "—" if x is None else (f"{100 * x:.1f}" if pct else f"{x:.2f}")
+
+
+def fmt_task(p: tuple[Any, ...]) -> str:
+    """``anon ±std / raw [lo, hi]``: the paired interval of the change, in points."""
+    anon, raw, std, ci = p
+    text = f"{fmt(anon)}" + (f" ±{fmt(std)}" if std else "") + f" / {fmt(raw)}"
+    if ci:
+        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    return text
 
 
 def main() -> None:
@@ -204,7 +215,7 @@ def main() -> None:
         (out / "row.json").write_text(json.dumps(row, indent=2))
     print(f"\nablation on {args.store} (train options: {json.dumps(base)})\n")
     print(
-        "| setting | leakage reduction, static clips: mean (worst) | ordinary clips: mean (worst) | gait | AR top-1 anon / raw | TAD avg mAP anon / raw | AD AUC anon / raw |"
+        "| setting | leakage reduction, static clips: mean (worst) | ordinary clips: mean (worst) | gait | AR top-1 anon / raw [change 95%] | TAD avg mAP anon / raw [change 95%] | AD AUC anon / raw [change 95%] |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -212,7 +223,7 @@ def main() -> None:
             f"| {r['setting']} | {fmt(r['reduction_mean'])}% ({fmt(r['reduction_min'])}%) | "
             f"{fmt(r['clips_reduction_mean'])}% ({fmt(r['clips_reduction_min'])}%) | "
             f"{fmt(r['gait_reduction'])}% | "
-            f"{fmt(r['ar'][0])} / {fmt(r['ar'][1])} | {fmt(r['tad'][0])} / {fmt(r['tad'][1])} | {fmt(r['ad'][0])} / {fmt(r['ad'][1])} |"
+            f"{fmt_task(r['ar'])} | {fmt_task(r['tad'])} | {fmt_task(r['ad'])} |"
         )
 
 

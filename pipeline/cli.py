@@ -348,6 +348,13 @@ def train_adapter(quiet: bool, **opts: Any) -> None:
         m = summary["metrics"]
         shown = ", ".join(f"{k} {m[k]:.4g}" for k in ("l_lc", "l_t", "l_b") if m.get(k) is not None)
         click.echo(f"wrote adapter {summary['out']} ({summary['epochs']} epochs; {shown})")
+        eraser = summary.get("eraser") or {}
+        if eraser.get("kind") and eraser.get("rank") is not None:
+            rule = f": {eraser['rule']}" if eraser.get("rule") else ""
+            click.echo(
+                f"eraser: {eraser['kind']}, rank {eraser['rank']}{rule} "
+                f"(curve in {Path(summary['out']) / 'eraser.json'})"
+            )
 
 
 @cli.command(context_settings=CONTEXT)

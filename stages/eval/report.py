@@ -334,7 +334,7 @@ def _utility_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str
             row.append(_change(value, ref_value, d))
         rows.append(row)
 
-    for task, label, get in _UTILITY:
+    for task, _label, get in _UTILITY:
         d = utility.get(task)
         if not d:
             continue

@@ -56,14 +56,65 @@ def ad_scorer(frames_per_segment: int) -> Callable[[Sequence[Any]], float]:
     return score
 
 
-def tad_scorer(entries: Sequence[Any]) -> float:
-    """Average mAP from per-video ``(detections, ground truth)``; a video drawn twice counts
-    as two videos, so each draw gets its own id."""
-    preds, gts = [], []
-    for k, (dets, gt) in enumerate(entries):
-        preds += [(k, s, e, c, p) for s, e, c, p in dets]
-        gts += [(k, s, e, c) for s, e, c in gt]
-    return float(metrics.tad_map(preds, gts)["avg"]) if gts else float("nan")
+@dataclass(frozen=True)
+class Matched:
+    """One test video's detections, matched to its own ground truth once: per class, the
+    detections' scores and their true-positive flags per tIoU, and its ground-truth count."""
+
+    per_class: dict[int, tuple[np.ndarray, np.ndarray]]  # label -> (scores [n], tp [T, n])
+    gt_count: dict[int, int]
+
+
+def match_video(
+    detections: Sequence[tuple], ground_truth: Sequence[tuple], tious: np.ndarray = metrics.TIOUS
+) -> Matched:
+    """ANET's greedy matching restricted to one video: a detection only competes with the
+    higher-scored detections of its own video and class for that video's segments, so its
+    flags do not depend on which other videos a bootstrap draw holds."""
+    tious = np.asarray(tious, dtype=np.float64)
+    gt = np.asarray([(s, e, c) for s, e, c in ground_truth], dtype=np.float64).reshape(-1, 3)
+    det = np.asarray(list(detections), dtype=np.float64).reshape(-1, 4)
+    per_class, counts = {}, {}
+    for label in np.unique(np.r_[gt[:, 2], det[:, 2]]).astype(int):
+        segs = gt[gt[:, 2] == label, :2]
+        mine = det[det[:, 2] == label]
+        mine = mine[np.argsort(mine[:, 3], kind="stable")[::-1]]
+        tp = np.zeros((len(tious), len(mine)), dtype=bool)
+        taken = np.zeros((len(tious), len(segs)), dtype=bool)
+        for i, (start, end, _, _) in enumerate(mine):
+            if not len(segs):
+                break
+            tiou = metrics.segment_iou((start, end), segs)
+            for t, thr in enumerate(tious):
+                free = np.flatnonzero((tiou >= thr) & ~taken[t])
+                if len(free):
+                    j = free[np.argmax(tiou[free])]
+                    taken[t, j] = tp[t, i] = True
+        per_class[int(label)] = (mine[:, 3], tp)
+        counts[int(label)] = len(segs)
+    return Matched(per_class=per_class, gt_count=counts)
+
+
+def tad_scorer(entries: Sequence[Matched]) -> float:
+    """Average mAP (tIoU 0.3:0.7) of a draw of matched videos; a video drawn twice counts
+    twice. Classes without ground truth in the draw are left out, as in ``tad_map``."""
+    labels = sorted({c for e in entries for c, n in e.gt_count.items() if n})
+    if not labels:
+        return float("nan")
+    aps = []
+    for c in labels:
+        got = [e.per_class[c] for e in entries if c in e.per_class]
+        n_pos = sum(e.gt_count.get(c, 0) for e in entries)
+        scores = np.concatenate([g[0] for g in got]) if got else np.zeros(0)
+        if not len(scores):
+            aps.append(np.zeros(len(metrics.TIOUS)))
+            continue
+        tp = np.concatenate([g[1] for g in got], axis=1)[:, np.argsort(-scores, kind="stable")]
+        tp_c = np.cumsum(tp, axis=1)
+        fp_c = np.cumsum(~tp, axis=1)
+        precision, recall = tp_c / (tp_c + fp_c), tp_c / n_pos
+        aps.append([metrics.interpolated_ap(p, r) for p, r in zip(precision, recall, strict=True)])
+    return float(np.mean(aps))
 
 
 def _draw_score(runs: Sequence[Scored], index: Sequence[int], draws: np.ndarray) -> np.ndarray:
@@ -83,21 +134,19 @@ def _interval(values: np.ndarray) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def _alone(runs: Sequence[Scored], rng: np.random.Generator) -> dict[str, Any]:
-    """Seed spread and the bootstrap interval of one store's figure."""
+def _seeds(runs: Sequence[Scored]) -> dict[str, Any]:
     values = np.array([r.value for r in runs], dtype=np.float64)
-    n = len(runs[0].ids)
-    interval = None
-    if n:
-        draws = rng.integers(0, n, size=(BOOTSTRAP_DRAWS, n))
-        interval = _interval(_draw_score(runs, range(n), draws))
     return {
         "mean": float(np.mean(values)),
         "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
         "per_seed": values.tolist(),
-        "ci95": interval,
         "num_seeds": len(runs),
     }
+
+
+def _bootstrap(runs: Sequence[Scored], rng: np.random.Generator) -> np.ndarray:
+    n = len(runs[0].ids)
+    return _draw_score(runs, range(n), rng.integers(0, n, size=(BOOTSTRAP_DRAWS, n)))
 
 
 def summarize(
@@ -107,13 +156,15 @@ def summarize(
 
     Returns ``{"mean", "std", "per_seed", "ci95", "num_seeds", "draws"}`` and, with
     ``reference``, ``"reference": {the same}`` and ``"change": {"mean", "ci95",
-    "paired_videos"}``: store minus reference, paired over the test videos both hold.
+    "paired_videos"}``: store minus reference, paired over the test videos both hold. When
+    both stores scored the same videos, one set of draws serves all three intervals.
     """
     rng = np.random.default_rng(seed)
-    out = {**_alone(runs, rng), "draws": BOOTSTRAP_DRAWS}
+    out = {**_seeds(runs), "draws": BOOTSTRAP_DRAWS}
     if not reference:
+        out["ci95"] = _interval(_bootstrap(runs, rng)) if runs[0].ids else None
         return out
-    out["reference"] = _alone(reference, rng)
+    out["reference"] = _seeds(reference)
     ref_pos = {v: i for i, v in enumerate(reference[0].ids)}
     shared = [(i, ref_pos[v]) for i, v in enumerate(runs[0].ids) if v in ref_pos]
     change: dict[str, Any] = {
@@ -126,5 +177,11 @@ def summarize(
         mine = _draw_score(runs, [s for s, _ in shared], draws)
         theirs = _draw_score(reference, [r for _, r in shared], draws)
         change["ci95"] = _interval(mine - theirs)
+    if shared and len(shared) == len(runs[0].ids) == len(reference[0].ids):
+        out["ci95"], out["reference"]["ci95"] = _interval(mine), _interval(theirs)
+    else:
+        out["ci95"] = _interval(_bootstrap(runs, rng)) if runs[0].ids else None
+        has = bool(reference[0].ids)
+        out["reference"]["ci95"] = _interval(_bootstrap(reference, rng)) if has else None
     out["change"] = change
     return out

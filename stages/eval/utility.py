@@ -49,7 +49,7 @@ from .data import (
     sequences,
 )
 from .errors import Skipped
-from .spread import Scored, ad_scorer, ar_scorer, tad_scorer
+from .spread import Scored, ad_scorer, ar_scorer, match_video, tad_scorer
 
 _TAD_BATCH = 16  # test videos per forward pass of the TAD head
 
@@ -222,7 +222,7 @@ def tad_map(store: FeatureStore, *, seed: int, epochs: int | None, device: str) 
         "scored": Scored(
             value=float(result["avg"]),
             ids=order,
-            per_video=tuple((per_video[v], gt_per_video[v]) for v in order),
+            per_video=tuple(match_video(per_video[v], gt_per_video[v]) for v in order),
             score=tad_scorer,
         ),
         "map": result["map"],

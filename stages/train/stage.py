@@ -612,6 +612,7 @@ def run_train(config: TrainConfig) -> dict[str, Any]:
         "tasks": list(tasks),
         "epochs": int(metrics.get("epoch", start)),
         "metrics": metrics,
+        "eraser": {k: v for k, v in eraser_info.items() if k != "curve"},
         "placement": "resident" if place.resident is not None else "streaming",
         "seconds": round(seconds, 3),
         "videos_per_s": round(videos / seconds, 1) if seconds else None,

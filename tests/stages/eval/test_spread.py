@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aamflow.stages.eval.spread import Scored, ad_scorer, ar_scorer, summarize, tad_scorer
+from aamflow.stages.eval.spread import (
+    Scored,
+    ad_scorer,
+    ar_scorer,
+    match_video,
+    summarize,
+    tad_scorer,
+)
 
 
 def _ar(correct: list[bool], ids: list[str] | None = None) -> Scored:
@@ -56,7 +63,27 @@ def test_ad_and_tad_scorers_rebuild_their_figure_from_per_video_entries() -> Non
     score = ad_scorer(4)
     assert score(list(zip(scores, truth, strict=True))) == pytest.approx(1.0)
     # a perfect detection per video; a video drawn twice counts twice
-    video = ([(1.0, 2.0, 0, 0.9)], [(1.0, 2.0, 0)])
+    video = match_video([(1.0, 2.0, 0, 0.9)], [(1.0, 2.0, 0)])
     assert tad_scorer([video, video]) == pytest.approx(1.0)
-    miss = ([(5.0, 6.0, 0, 0.9)], [(1.0, 2.0, 0)])
+    miss = match_video([(5.0, 6.0, 0, 0.9)], [(1.0, 2.0, 0)])
     assert tad_scorer([video, miss]) < 1.0
+
+
+def test_the_bootstrap_tad_score_of_all_videos_is_the_reported_map() -> None:
+    from aamflow.stages.eval import metrics
+    from aamflow.stages.eval.spread import match_video
+
+    rng = np.random.default_rng(3)
+    videos = []
+    for _ in range(6):
+        gt = [(float(s), float(s + 4), int(rng.integers(0, 3))) for s in rng.uniform(0, 50, 4)]
+        dets = [
+            (float(s), float(s + rng.uniform(2, 6)), int(rng.integers(0, 3)), float(rng.random()))
+            for s in rng.uniform(0, 50, 40)
+        ]
+        dets += [(s + 0.3, e + 0.2, c, 0.99) for s, e, c in gt[:2]]  # a few near hits
+        videos.append((dets, gt))
+    preds = [(k, *d) for k, (dets, _) in enumerate(videos) for d in dets]
+    gts = [(k, *g) for k, (_, gt) in enumerate(videos) for g in gt]
+    matched = [match_video(d, g) for d, g in videos]
+    assert tad_scorer(matched) == pytest.approx(metrics.tad_map(preds, gts)["avg"])
