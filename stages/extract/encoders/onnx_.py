@@ -18,7 +18,7 @@ feature map (``motion_output``):
 A frame's map is what a learned network computes, so the motion stream is a function of the
 learned channels: a red shirt's channels move when a red-shirted actor walks. Appearance and
 motion are therefore not separable by construction, as they are in the builtin filter bank.
-Measured on the demo corpus (``benchmarks/probe_encoders.py``): a frame mean alone leaves
+Measured on the demo corpus (``benchmarks/probe_store.py --streams``): a frame mean alone leaves
 actions poorly decodable (stride-32 global pooling drops direction), the flow stream brings
 them to near 100% (table in ``benchmarks/RESULTS.md``).
 
