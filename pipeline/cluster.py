@@ -147,6 +147,10 @@ def make_slurm_cluster(cfg: SlurmConfig, *, quiet: bool = False) -> Any:
     return SLURMCluster(
         cores=cfg.cores,
         processes=1,
+        # no nanny: a worker told to close then exits, and so does its job, which is never
+        # scancelled (SLURM ends a cancelled job's log with an error line); SLURM itself
+        # enforces the job's memory
+        nanny=False,
         memory=cfg.memory,
         queue=cfg.queue,
         account=cfg.account,
@@ -288,7 +292,7 @@ def run_tasks(
 
 
 def _run_distributed(fn, items, cluster: ClusterConfig, on_done) -> list[dict[str, Any]]:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     if cluster.quiet:  # the scheduler's and deploy's INFO and WARNING lines are not errors
         logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -313,19 +317,62 @@ def _run_distributed(fn, items, cluster: ClusterConfig, on_done) -> list[dict[st
         )
         client = Client(local)
     try:
-        futures = [
-            client.submit(fn, item, pure=False, key=f"aamflow-task-{k}", resources=resources)
-            for k, item in enumerate(items)
-        ]
-        order = {f.key: k for k, f in enumerate(futures)}
-        results: list[dict[str, Any] | None] = [None] * len(items)
-        for fut in as_completed(futures):
-            res = fut.result()
-            results[order[fut.key]] = res
-            if on_done:
-                on_done(res)
-        return [r for r in results if r is not None]
+        return _gather(client, fn, items, resources, on_done)
     finally:
+        if cluster.slurm is not None:
+            _end_slurm_jobs(client, local)
         client.close()
         if local is not None:
             local.close()
+
+
+def _gather(client, fn, items, resources, on_done) -> list[dict[str, Any]]:
+    """Submit every item, call ``on_done`` as each finishes; the results in item order.
+    The futures die with this frame, so the workers hold no results afterwards."""
+    from distributed import as_completed
+
+    futures = [
+        client.submit(fn, item, pure=False, key=f"aamflow-task-{k}", resources=resources)
+        for k, item in enumerate(items)
+    ]
+    order = {f.key: k for k, f in enumerate(futures)}
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    for fut in as_completed(futures):
+        res = fut.result()
+        results[order[fut.key]] = res
+        if on_done:
+            on_done(res)
+    return [r for r in results if r is not None]
+
+
+def _end_slurm_jobs(client: Any, local: Any, timeout: float = 60.0) -> None:
+    """Let the worker jobs exit on their own before the cluster is closed: closing it
+    scancels them, and SLURM ends every cancelled job's log with an error line. Workers are
+    told to close as they connect (a job may start after the last task); jobs still pending
+    are cancelled, which writes nothing, since they never ran."""
+    import subprocess
+    import time
+
+    ids = [str(job.job_id) for job in local.workers.values() if getattr(job, "job_id", None)]
+    deadline = time.monotonic() + timeout
+    while ids and time.monotonic() < deadline:
+        r = subprocess.run(
+            ["squeue", "--noheader", "--format=%i %t", f"--jobs={','.join(ids)}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        states = dict(line.split() for line in r.stdout.splitlines() if line.strip())
+        live = {i: st for i, st in states.items() if st in ("PD", "CF", "R", "CG")}
+        if r.returncode != 0 or not live:
+            return
+        pending = [i for i, st in live.items() if st == "PD"]
+        if pending:
+            subprocess.run(["scancel", *pending], capture_output=True, check=False)
+        try:
+            workers = list(client.scheduler_info()["workers"])
+            if workers:
+                client.retire_workers(workers=workers, close_workers=True)
+        except Exception:  # the cluster is being torn down anyway; scancel ends the jobs
+            return
+        time.sleep(0.5)
