@@ -85,3 +85,17 @@ def test_the_default_workers_fit_the_machine_and_small_inputs_stay_in_process() 
     assert auto_workers(n_tasks=1, n_units=10_000, serial_below=64) == 1
     assert auto_workers(n_tasks=100, n_units=63, serial_below=64) == 1
     assert auto_workers(n_tasks=100, n_units=10_000, serial_below=64, device="cuda") == 1
+
+
+def test_a_local_cluster_reports_each_task_as_it_finishes() -> None:
+    pytest.importorskip("distributed")
+    from aamflow.pipeline.cluster import ClusterConfig, run_tasks
+
+    seen: list[dict] = []
+    out = run_tasks(_square, list(range(5)), ClusterConfig(workers=2), on_done=seen.append)
+    assert out == [{"n": k * k} for k in range(5)]  # item order
+    assert sorted(r["n"] for r in seen) == [0, 1, 4, 9, 16]  # one call per task
+
+
+def _square(k: int) -> dict:
+    return {"n": k * k}
