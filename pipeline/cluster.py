@@ -246,11 +246,14 @@ def select_slice(items: Sequence[P], part_slice: str | None) -> list[P]:
 
 
 def usable_cores() -> int:
-    """CPUs this process may run on (its affinity mask, not the machine's total)."""
+    """CPUs this process may run on: its affinity mask, not the machine's total, and inside
+    a SLURM job no more than the job's ``--cpus-per-task`` (not every site binds CPUs)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(n, int(slurm_cpus)) if slurm_cpus.isdigit() and int(slurm_cpus) > 0 else n
 
 
 def auto_workers(n_tasks: int, n_units: int, serial_below: int, device: str = "cpu") -> int:

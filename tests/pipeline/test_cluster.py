@@ -79,12 +79,17 @@ def test_slurm_walltime_forms_parse(tmp_path: Path, walltime: str) -> None:
     assert SlurmConfig.from_yaml(f).walltime == walltime
 
 
-def test_the_default_workers_fit_the_machine_and_small_inputs_stay_in_process() -> None:
+def test_the_default_workers_fit_the_machine_and_small_inputs_stay_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     cores = usable_cores()
     assert auto_workers(n_tasks=100, n_units=10_000, serial_below=64) == cores
     assert auto_workers(n_tasks=1, n_units=10_000, serial_below=64) == 1
     assert auto_workers(n_tasks=100, n_units=63, serial_below=64) == 1
     assert auto_workers(n_tasks=100, n_units=10_000, serial_below=64, device="cuda") == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # inside a one-CPU job
+    assert usable_cores() == 1
 
 
 def test_a_local_cluster_reports_each_task_as_it_finishes() -> None:
