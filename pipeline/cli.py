@@ -17,16 +17,9 @@ from aamflow.stages.anonymize.config import AnonymizeConfig
 from aamflow.stages.extract.config import ExtractConfig
 
 from .errors import user_errors
-from .options import compute_options, pass_quiet, train_default
+from .options import compute_options, config_default, pass_quiet, train_default
 
 TRAIN_RECIPES = ("default", "paper", "static-eraser")  # stages.train.config.RECIPES (tested)
-
-
-def _default(config: type, name: str) -> Any:
-    """A config dataclass's default for ``name`` (the one place defaults are declared)."""
-    import dataclasses
-
-    return {f.name: f.default for f in dataclasses.fields(config)}[name]
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -210,7 +203,7 @@ def inspect(path: Path, deep: bool, as_json: bool) -> None:
 @click.option(
     "--loader-workers",
     type=click.IntRange(min=0),
-    default=_default(ExtractConfig, "loader_workers"),
+    default=config_default(ExtractConfig, "loader_workers"),
     show_default=True,
     help="Decoding processes beside an in-process run (0 = decode inline); cluster workers "
     "always decode inline.",
