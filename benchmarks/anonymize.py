@@ -87,6 +87,7 @@ def one_run(args: argparse.Namespace) -> None:
             store=Path(args.child),
             device=args.device,
             batch_size=args.batch_size,
+            workers=1,
             quiet=True,
             overwrite=True,
         )
@@ -123,7 +124,13 @@ def main() -> None:
         t_copy = time.perf_counter() - t
         t = time.perf_counter()
         run_anonymize(
-            AnonymizeConfig(store=store, device=args.device, batch_size=args.batch_size, quiet=True)
+            AnonymizeConfig(
+                store=store,
+                device=args.device,
+                batch_size=args.batch_size,
+                workers=1,  # one process, as the copy baseline (scaleout.py measures clusters)
+                quiet=True,
+            )
         )
         t_anon = time.perf_counter() - t
         rss = {}

@@ -113,6 +113,7 @@ def main() -> None:
                 precision=args.precision,
                 batch_size=args.batch_size,
                 loader_workers=args.loader_workers,
+                workers=1,  # this process and its loaders (scaleout.py measures clusters)
                 crops=args.crops,
                 quiet=True,
             )

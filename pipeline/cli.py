@@ -13,10 +13,14 @@ from typing import Any
 
 import click
 
+from aamflow.stages.anonymize.config import AnonymizeConfig
+from aamflow.stages.extract.config import ExtractConfig
+
 from .errors import user_errors
 from .options import compute_options, config_default, pass_quiet, train_default
 
 TRAIN_RECIPES = ("default", "paper", "static-eraser")  # stages.train.config.RECIPES (tested)
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -202,7 +206,15 @@ def inspect(path: Path, deep: bool, as_json: bool) -> None:
     is_flag=True,
     help="Accept one video (same file or same bytes) listed under ids in different splits.",
 )
-@compute_options
+@click.option(
+    "--loader-workers",
+    type=click.IntRange(min=0),
+    default=config_default(ExtractConfig, "loader_workers"),
+    show_default=True,
+    help="Decoding processes beside an in-process run (0 = decode inline); cluster workers "
+    "always decode inline.",
+)
+@compute_options(ExtractConfig)
 @pass_quiet
 @user_errors
 def extract(quiet: bool, **opts: Any) -> None:
@@ -212,7 +224,6 @@ def extract(quiet: bool, **opts: Any) -> None:
     untrimmed ones), static clips, and label tables, as parts that are committed
     atomically. Re-running resumes: committed parts are skipped.
     """
-    from aamflow.stages.extract.config import ExtractConfig
     from aamflow.stages.extract.stage import run_extract
 
     summary = run_extract(ExtractConfig(quiet=quiet, **opts))
@@ -394,7 +405,7 @@ def train_adapter(quiet: bool, **opts: Any) -> None:
     help="Copy the private-attribute and group labels into the output (by default an "
     "anonymized store holds none; eval reads them from --reference or --manifest).",
 )
-@compute_options
+@compute_options(AnonymizeConfig)
 @pass_quiet
 @user_errors
 def anonymize(quiet: bool, **opts: Any) -> None:
@@ -405,7 +416,6 @@ def anonymize(quiet: bool, **opts: Any) -> None:
     paths are left out (see --keep-private-labels); provenance links the output to its
     source and adapter. Deterministic: the same bytes whatever --batch-size or --workers.
     """
-    from aamflow.stages.anonymize.config import AnonymizeConfig
     from aamflow.stages.anonymize.stage import run_anonymize
 
     run_anonymize(AnonymizeConfig(quiet=quiet, **opts))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,43 +22,70 @@ def pass_quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def compute_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--device, --batch-size, --workers, --scheduler, --part (for stages that run on a cluster)."""
+def config_default(config: type, name: str) -> Any:
+    """A stage config dataclass's default for ``name`` (the one place it is declared)."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(config)}[name]
+
+
+def compute_options(config: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--device, --batch-size, --workers, --scheduler, --slurm-config, --part (for the verbs
+    that run part tasks), with the defaults ``config`` (a stage's config dataclass) declares."""
+
+    def default(name: str) -> Any:
+        return config_default(config, name)
+
     options = [
         click.option(
-            "--device", default="cpu", show_default=True, help="Torch device: cpu, cuda, cuda:1."
+            "--device",
+            default=default("device"),
+            show_default=True,
+            help="Torch device: cpu, cuda, cuda:1.",
         ),
         click.option(
             "--batch-size",
             type=click.IntRange(min=1),
-            default=64,
+            default=default("batch_size"),
             show_default=True,
             help="Clips per forward pass.",
         ),
         click.option(
             "--workers",
-            type=click.IntRange(min=1),
-            default=1,
+            type=click.IntRange(min=0),
+            default=default("workers"),
             show_default=True,
-            help="Dask worker processes of the local cluster (1 = run in this process).",
+            help="Dask worker processes of a local cluster; 1 = in this process, 0 = sized to "
+            "the machine (one per core and part, in this process for small inputs).",
         ),
         click.option(
             "--scheduler",
-            default=None,
+            default=default("scheduler"),
             metavar="ADDRESS",
             help="Join an existing dask.distributed scheduler instead of starting one.",
         ),
         click.option(
+            "--slurm-config",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=default("slurm_config"),
+            metavar="YAML",
+            help="Run the parts as dask-jobqueue SLURM batch jobs (see examples/slurm.yaml).",
+        ),
+        click.option(
             "--part",
             "part_slice",
-            default=None,
+            default=default("part_slice"),
             metavar="I/N",
             help="Process only slice I of N of the parts (SLURM array jobs); no scheduler.",
         ),
     ]
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return decorate
 
 
 def train_default(name: str) -> str:

@@ -52,3 +52,23 @@ def store_content_digest(path: Path) -> str:
                 else "\0".join(map(str, arr.tolist())).encode()
             )
     return h.hexdigest()
+
+
+def assert_same_arrays(path: Path, reference: Path) -> None:
+    """Every array of ``path`` equals ``reference``'s, part by part: the same names, dtypes,
+    shapes and bytes (strings compared as values)."""
+    from aamflow.schemas.store import open_store
+
+    with open_store(path) as s, open_store(reference) as r:
+        assert s.part_names == r.part_names, (s.part_names, r.part_names)
+        for part in r.part_names:
+            names = r._part(part).names()
+            assert s._part(part).names() == names, part
+            for name in names:
+                a = np.asarray(s._part(part)[name][:])
+                b = np.asarray(r._part(part)[name][:])
+                assert a.dtype == b.dtype and a.shape == b.shape, (part, name)
+                if a.dtype.kind in "OUT":
+                    assert a.tolist() == b.tolist(), (part, name)
+                else:
+                    assert a.tobytes() == b.tobytes(), (part, name)

@@ -7,6 +7,7 @@
 #   tests.txt      the CUDA-marked tests (tests/test_cuda.py)
 #   train.txt      benchmarks/train.py in fp32 and bf16 on a large resident cache
 #   anonymize.txt  benchmarks/anonymize.py on the GPU
+#   scaleout.txt   benchmarks/scaleout.py on the CPU cores: extract and anonymize, k = 1, 2, 4, ... workers
 #   extract.txt    benchmarks/extract.py, VideoMAE-Base (random init), bf16, demo corpus
 #   summary.txt    one line per step: exit code and seconds
 # Every step's limit is also capped by what is left of BUDGET seconds (default 420), so the
@@ -140,7 +141,7 @@ export AAMFLOW_TEST_DEVICE="$DEVICE"
 
 # --- checks and benchmarks, in order of importance --------------------------------------
 # STEPS picks a subset for a rerun, e.g. STEPS="tests extract demo"
-STEPS="${STEPS:-tests train anonymize extract_tiny extract demo}"
+STEPS="${STEPS:-tests train anonymize scaleout extract_tiny extract demo}"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 want tests && step tests "$OUT/tests.txt" 150 "$PY" -m pytest "${TEST_ARGS[@]}"
 for precision in fp32 bf16; do
@@ -149,6 +150,10 @@ for precision in fp32 bf16; do
 done
 want anonymize && step anonymize "$OUT/anonymize.txt" 100 \
   "$PY" benchmarks/anonymize.py --device "$DEVICE" "${ANON_ARGS[@]}"
+# scale-out over the machine's CPU cores (the same script as on the 2-core machine)
+SCALE_ARGS=(--part-size 2 --anon-videos 4000)
+[[ "$SMALL" == 1 ]] && SCALE_ARGS=(--part-size 4 --anon-videos 200 --workers 1,2)
+want scaleout && step scaleout "$OUT/scaleout.txt" 150 "$PY" benchmarks/scaleout.py "${SCALE_ARGS[@]}"
 # the tiny corpus first (705 clips): a figure even if the demo corpus runs out of time
 [[ "$SMALL" != 1 ]] && want extract_tiny && step "extract tiny" "$OUT/extract.txt" 90 \
   "$PY" benchmarks/extract.py --encoder videomae --encoder-config base \

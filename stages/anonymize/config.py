@@ -20,7 +20,7 @@ class AnonymizeConfig:
     keep_private_labels: bool = False  # copy label_attr_* and label_group (for evaluation)
     device: str = "cpu"
     batch_size: int = 4096
-    workers: int = 1
+    workers: int = 0  # 0: sized to the machine (pipeline.cluster.auto_workers)
     scheduler: str | None = None
     part_slice: str | None = None
     slurm_config: Path | None = None

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
+from aamflow.pipeline.cluster import (
+    ClusterConfig,
+    SlurmConfig,
+    auto_workers,
+    check_cluster,
+    run_tasks,
+    select_slice,
+)
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.atomic import atomic_write_json
@@ -48,6 +55,11 @@ from aamflow.schemas.store import (
 from .config import AnonymizeConfig
 
 log = logging.getLogger("aamflow.anonymize")
+
+# --workers 0 (the default) rewrites fewer videos than this in this process: on 800 videos
+# (6,400 clips) that was 1.6x a LocalCluster of 1 or 2 workers, which pay a start, a torch
+# import and an adapter load per worker (benchmarks/RESULTS.md, "Scale-out")
+SERIAL_BELOW_VIDEOS = 1000
 
 # provenance fields that name paths on the machine that made the source store: an
 # anonymized store is what gets shared, so they are not carried over
@@ -279,7 +291,12 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
     """
     if config.batch_size < 1 or config.rows_per_read < 1:
         raise ConfigError("--batch-size must be >= 1")
+    if config.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0: sized to the machine), got {config.workers}")
     store, adapter, meta, out = _check_inputs(config)
+    slurm = SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None
+    # a cluster that cannot run is refused before the output is touched or a job submitted
+    check_cluster(ClusterConfig(scheduler=config.scheduler, slurm=slurm))
     fmt = config.fmt or (store.format if config.out is None else backend_for(out).name)
     attrs = _output_attrs(store.meta, meta, config.keep_private_labels)
     store.close()
@@ -320,11 +337,14 @@ def run_anonymize(config: AnonymizeConfig) -> dict[str, Any]:
         batch_size=config.batch_size,
         rows_per_read=config.rows_per_read,
     )
+    n_videos = sum(p.stop - p.start for p in todo)
     cluster = ClusterConfig(
-        workers=config.workers,
+        workers=config.workers
+        or auto_workers(len(todo), n_videos, SERIAL_BELOW_VIDEOS, config.device),
         scheduler=config.scheduler,
         part_slice=config.part_slice,
-        slurm=SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None,
+        slurm=slurm,
+        quiet=config.quiet,
     )
     with progress_bar(total=len(todo), desc="anonymize", unit="part", quiet=config.quiet) as bar:
         results = run_tasks(task, todo, cluster, on_done=lambda r: bar.update(1))

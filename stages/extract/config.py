@@ -22,7 +22,7 @@ class ExtractConfig:
     precision: str = "fp32"
     device: str = "cpu"
     batch_size: int = 64
-    workers: int = 1
+    workers: int = 0  # 0: sized to the machine (pipeline.cluster.auto_workers)
     scheduler: str | None = None
     part_slice: str | None = None
     slurm_config: Path | None = None
@@ -37,7 +37,11 @@ class ExtractConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "part_size", "workers"):
+        if self.workers < 0:
+            raise ConfigError(
+                f"--workers must be >= 0 (0: sized to the machine), got {self.workers}"
+            )
+        for name in ("batch_size", "part_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"

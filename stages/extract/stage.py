@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from aamflow.pipeline.cluster import ClusterConfig, SlurmConfig, run_tasks, select_slice
+from aamflow.pipeline.cluster import (
+    ClusterConfig,
+    SlurmConfig,
+    auto_workers,
+    check_cluster,
+    run_tasks,
+    select_slice,
+)
 from aamflow.pipeline.devices import resolve_device
 from aamflow.pipeline.progress import progress_bar
 from aamflow.schemas.atomic import atomic_write_json
@@ -47,6 +54,11 @@ from .config import ExtractConfig
 from .preprocess import TenCrop
 
 log = logging.getLogger("aamflow.extract")
+
+# --workers 0 (the default) runs fewer videos than this in this process with a loader
+# process: on the 43-video tiny corpus that was level with a 2-worker LocalCluster, which
+# pays a start and a torch import per worker (benchmarks/RESULTS.md, "Scale-out")
+SERIAL_BELOW_VIDEOS = 64
 
 
 @functools.lru_cache(maxsize=2)
@@ -397,6 +409,9 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
         return {"out": str(out), "indexed": True, "exit_code": 0}
     manifest = _manifest(config.manifest)
     _check_duplicates(config, manifest)
+    slurm = SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None
+    # a cluster that cannot run is refused before the store is touched or a job submitted
+    check_cluster(ClusterConfig(scheduler=config.scheduler, slurm=slurm))
     plan = plan_parts(len(manifest.videos), config.part_size)
     attrs = _store_attrs(config, manifest, plan)
     if out.exists():
@@ -416,10 +431,12 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
     todo = [p for p in mine if config.overwrite or p.name not in done]
     n_videos = sum(p.stop - p.start for p in todo)
     cluster = ClusterConfig(
-        workers=config.workers,
+        workers=config.workers
+        or auto_workers(len(todo), n_videos, SERIAL_BELOW_VIDEOS, config.device),
         scheduler=config.scheduler,
         part_slice=config.part_slice,
-        slurm=SlurmConfig.from_yaml(config.slurm_config) if config.slurm_config else None,
+        slurm=slurm,
+        quiet=config.quiet,
     )
     common = dict(
         manifest_path=str(config.manifest),
@@ -433,31 +450,37 @@ def run_extract(config: ExtractConfig) -> dict[str, Any]:
         crops=config.crops_for(manifest),
     )
     t0 = time.perf_counter()
-    with progress_bar(total=n_videos, desc="extract", unit="video", quiet=config.quiet) as bar:
-        n_clips = 0
+    n_clips = 0
 
-        def on_video(k: int) -> None:
-            nonlocal n_clips
-            n_clips += k
-            bar.update(1)
-            bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
+    def show_rate(bar: Any) -> None:
+        bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
 
-        if cluster.workers == 1 and cluster.scheduler is None and cluster.slurm is None:
+    if cluster.in_process:
+        with progress_bar(total=n_videos, desc="extract", unit="video", quiet=config.quiet) as bar:
+
+            def on_video(k: int) -> None:
+                nonlocal n_clips
+                n_clips += k
+                bar.update(1)
+                show_rate(bar)
+
             task = functools.partial(
                 extract_part, loader_workers=config.loader_workers, on_video=on_video, **common
             )
             results = run_tasks(task, todo, cluster)
-        else:
-            # worker processes decode inline: each is already one of N parallel processes
-            task = functools.partial(extract_part, loader_workers=0, **common)
+    else:
+        # the submitting side counts parts as they commit; worker processes decode inline,
+        # each being already one of N parallel processes
+        with progress_bar(total=len(todo), desc="extract", unit="part", quiet=config.quiet) as bar:
 
-            def done_cb(res: dict[str, Any]) -> None:
+            def on_part(res: dict[str, Any]) -> None:
                 nonlocal n_clips
                 n_clips += res["clips"]
-                bar.update(res["videos"])
-                bar.set_postfix(clips_s=f"{n_clips / max(time.perf_counter() - t0, 1e-9):.1f}")
+                bar.update(1)
+                show_rate(bar)
 
-            results = run_tasks(task, todo, cluster, on_done=done_cb)
+            task = functools.partial(extract_part, loader_workers=0, **common)
+            results = run_tasks(task, todo, cluster, on_done=on_part)
     seconds = time.perf_counter() - t0
     committed = committed_parts(out)
     summary: dict[str, Any] = {

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from aamflow.pipeline.cluster import SlurmConfig, parse_slice, select_slice, slurm_job_script
+from aamflow.pipeline.cluster import (
+    SlurmConfig,
+    auto_workers,
+    parse_slice,
+    select_slice,
+    slurm_job_script,
+    usable_cores,
+)
 from aamflow.schemas.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,11 +45,62 @@ def test_the_example_slurm_config_gives_a_gpu_job_script() -> None:
     assert "--resources GPU=1" in script
 
 
-def test_a_bad_slurm_config_is_one_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("queue: gpu\ngpu: 2\n", "unknown SLURM setting"),
+        ("cores: 2\n", "field 'queue' is missing"),
+        ("queue: gpu\njobs: 0\n", "'jobs' must be a positive integer"),
+        ("queue: gpu\ncores: two\n", "'cores' must be a positive integer"),
+        ("queue: gpu\nwalltime: four hours\n", "'walltime' 'four hours' does not parse"),
+        ("queue: gpu\nwalltime: 4:00:00\n", "'walltime' must be quoted"),
+        ("queue: gpu\nwalltime: '1-25:99'\n", "does not parse"),
+        ("queue: gpu\nmemory: lots\n", "'memory' 'lots' does not parse"),
+        ("queue: [a, b]\n", "'queue' must be a non-empty string"),
+        ("queue: gpu\njob_script_prologue: module load cuda\n", "must be a list of strings"),
+        ("- queue\n", "expected a mapping"),
+        ("queue: [\n", "cannot read the SLURM config"),
+    ],
+)
+def test_a_bad_slurm_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
     bad = tmp_path / "s.yaml"
-    bad.write_text("queue: gpu\ngpu: 2\n")
-    with pytest.raises(ConfigError, match="unknown SLURM setting"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=message) as e:
         SlurmConfig.from_yaml(bad)
-    bad.write_text("jobs: 0\n")
-    with pytest.raises(ConfigError, match="'jobs' must be a positive integer"):
-        SlurmConfig.from_yaml(bad)
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "walltime", ["30", "30:00", "04:00:00", "2-0", "1-12", "1-12:30", "7-00:00:00"]
+)
+def test_slurm_walltime_forms_parse(tmp_path: Path, walltime: str) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(f"queue: gpu\nwalltime: '{walltime}'\n")
+    assert SlurmConfig.from_yaml(f).walltime == walltime
+
+
+def test_the_default_workers_fit_the_machine_and_small_inputs_stay_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    cores = usable_cores()
+    assert auto_workers(n_tasks=100, n_units=10_000, serial_below=64) == cores
+    assert auto_workers(n_tasks=1, n_units=10_000, serial_below=64) == 1
+    assert auto_workers(n_tasks=100, n_units=63, serial_below=64) == 1
+    assert auto_workers(n_tasks=100, n_units=10_000, serial_below=64, device="cuda") == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # inside a one-CPU job
+    assert usable_cores() == 1
+
+
+def test_a_local_cluster_reports_each_task_as_it_finishes() -> None:
+    pytest.importorskip("distributed")
+    from aamflow.pipeline.cluster import ClusterConfig, run_tasks
+
+    seen: list[dict] = []
+    out = run_tasks(_square, list(range(5)), ClusterConfig(workers=2), on_done=seen.append)
+    assert out == [{"n": k * k} for k in range(5)]  # item order
+    assert sorted(r["n"] for r in seen) == [0, 1, 4, 9, 16]  # one call per task
+
+
+def _square(k: int) -> dict:
+    return {"n": k * k}
