@@ -17,7 +17,7 @@ from aamflow.stages.anonymize.config import AnonymizeConfig
 from aamflow.stages.extract.config import ExtractConfig
 
 from .errors import user_errors
-from .options import compute_options, config_default, pass_quiet, train_default
+from .options import compute_options, config_default, default_text, pass_quiet, train_default
 
 TRAIN_RECIPES = ("default", "paper", "static-eraser")  # stages.train.config.RECIPES (tested)
 
@@ -28,7 +28,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _eval_default(name: str) -> str:
     from aamflow.stages.eval.config import EvalConfig
 
-    return config_default(EvalConfig, name)
+    return default_text(EvalConfig, name)
 
 
 def _version() -> str:

@@ -93,12 +93,9 @@ def train_default(name: str) -> str:
     training defaults are declared)."""
     from aamflow.stages.train.config import TrainConfig
 
-    return config_default(TrainConfig, name)
+    return default_text(TrainConfig, name)
 
 
-def config_default(config: type, name: str) -> str:
+def default_text(config: type, name: str) -> str:
     """``[default: X]`` for a flag whose default a config dataclass declares."""
-    import dataclasses
-
-    field = {f.name: f for f in dataclasses.fields(config)}[name]
-    return f"[default: {field.default}]"
+    return f"[default: {config_default(config, name)}]"
