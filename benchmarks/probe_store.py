@@ -30,7 +30,9 @@ OPENNSFW_APPEARANCE = 1024  # opennsfw's Reshape:0; the other 1024 are its 4 x 2
 
 def streams(store: Any, split: int | None) -> dict[str, slice]:
     """Column groups: the whole vector and, split at ``split`` (opennsfw: 1024), the frame-mean
-    appearance stream and the feature-flow stream of a two-stream onnx store."""
+    appearance stream and the feature-flow stream of a two-stream onnx store, and the flow
+    stream's four statistics (signed x and y motion, energy, its temporal harmonic; see
+    ``stages/extract/encoders/onnx_.py``)."""
     dim = store.feature_dim
     out = {"all": slice(0, dim)}
     if split is None and (store.encoder or {}).get("name") == "opennsfw":
@@ -38,6 +40,11 @@ def streams(store: Any, split: int | None) -> dict[str, slice]:
     if split and 0 < split < dim:
         out["appearance"] = slice(0, split)
         out["motion"] = slice(split, dim)
+        c = (dim - split) // 4
+        if c * 4 == dim - split:
+            out["motion x,y"] = slice(split, split + 2 * c)
+            out["motion energy"] = slice(split + 2 * c, split + 3 * c)
+            out["energy harmonic"] = slice(split + 3 * c, dim)
     return out
 
 

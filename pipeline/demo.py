@@ -127,7 +127,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     (out / f"demo_timings{tag}.json").write_text(json.dumps(timings, indent=2))
     if not q:
         total = sum(timings.values())
-        print(f"\ndemo finished in {total / 60:.1f} min; report in {out / 'report'}/report.md")
+        print(
+            f"\ndemo finished in {total / 60:.1f} min; report in {out / f'report{tag}'}/report.md"
+        )
     return report
 
 

@@ -255,6 +255,14 @@ def prepare_eraser(
     if config.erase_rank is None:
         directions, choice = fit_video_eraser(store, train, video_roles(store, "val"), tasks)
         info = {"kind": "video", **choice.to_dict()}
+        if choice.rank == 0 and config.w_b == 0:
+            # measured on opennsfw: nothing removed, and the AAM still moves the features
+            info["warning"] = (
+                "the rank rule chose 0: no eraser rank lowered held-out re-identification "
+                "without costing the seen task more than a point, so this adapter removes "
+                "no private information (see eraser.json's curve and benchmarks/RESULTS.md)"
+            )
+            log.warning("video eraser: %s", info["warning"])
     else:
         directions = fit_directions(store, train, tasks)
         info = {"kind": "video", "rank": config.erase_rank, "rule": "--erase-rank"}

@@ -54,6 +54,8 @@ def test_short_run_lowers_the_objective_and_writes_a_loadable_adapter(
         "erase_rank", 0
     )
     assert meta.eraser["curve"][0]["rank"] == 0 and "rule" in meta.eraser
+    # a rule that chose rank 0 removed nothing, and the adapter says so
+    assert ("warning" in meta.eraser) == (meta.eraser["rank"] == 0)
     assert meta.tasks == ["ar", "tad", "ad"] and not meta.batch_dependent
     assert meta.metrics["loss"] == pytest.approx(log[-1]["loss"])
     module = build_aam(meta.arch, meta.input_dim, **meta.hparams)
