@@ -14,9 +14,14 @@ Objective per step (``stages.models.losses``)::
   the step: both static clips and one random clip of each L_B video, and the task clips
   below (padded TAD timesteps excluded). Static clips are included on purpose: without
   them the AAM could move static inputs arbitrarily far to win L_B.
-- **Eraser** (``erase_rank`` > 0): before the first epoch, the top ``erase_rank`` principal
-  axes of the L_B videos' per-video mean static latents are fitted (no labels) and
-  projected out after the AAM in every forward pass, so every loss sees erased outputs.
+- **Eraser** (``stages.models.eraser``), fitted before the first epoch with no private
+  label. ``eraser="video"`` (the default): the directions in which videos differ more than
+  a video's clips vary and the seen classes differ, removed *before* the AAM; its rank is
+  chosen from held-out training videos (``stages.train.rank``) unless ``erase_rank`` is
+  given, and recorded with its curve in ``eraser.json``. ``eraser="static"`` (recipe
+  ``static-eraser``): the top ``erase_rank`` principal axes of the L_B videos' per-video
+  mean static latents, projected out *after* the AAM. Either way every loss sees erased
+  outputs.
 - **L_T** (utility): the sum over the seen tasks of the AR cross-entropy on one random
   anonymized clip per AR video, the TAD loss over a window of ``tad_window`` anonymized
   timesteps per TAD video, and the MIL ranking loss over 32 RTFM segments per AD video.
