@@ -297,8 +297,11 @@ def run_tasks(
 def _run_distributed(fn, items, cluster: ClusterConfig, on_done) -> list[dict[str, Any]]:
     from distributed import Client, LocalCluster
 
-    if cluster.quiet:  # the scheduler's and deploy's INFO and WARNING lines are not errors
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+    # importing distributed sets its logger to INFO, which reaches our root handler: a
+    # LocalCluster's start was 15 lines of scheduler chatter above the progress bar
+    ours = logging.getLogger("aamflow").getEffectiveLevel()
+    level = logging.ERROR if cluster.quiet else max(logging.WARNING, ours)
+    logging.getLogger("distributed").setLevel(ours if ours <= logging.DEBUG else level)
     resources = None
     if cluster.slurm is not None:
         local = make_slurm_cluster(cluster.slurm, quiet=cluster.quiet)
@@ -316,6 +319,9 @@ def _run_distributed(fn, items, cluster: ClusterConfig, on_done) -> list[dict[st
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard, but the scheduler's HTTP server still binds: a free port, so a
+            # second cluster on the machine does not warn that :8787 is taken
+            scheduler_kwargs={"dashboard_address": ":0"},
             silence_logs=logging.ERROR,
         )
         client = Client(local)

@@ -102,5 +102,20 @@ def test_a_local_cluster_reports_each_task_as_it_finishes() -> None:
     assert sorted(r["n"] for r in seen) == [0, 1, 4, 9, 16]  # one call per task
 
 
+def test_a_local_cluster_start_says_nothing_at_the_default_log_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("distributed")
+    import logging
+
+    from aamflow.pipeline.cluster import ClusterConfig, run_tasks
+
+    logging.getLogger("aamflow").setLevel(logging.WARNING)  # the CLI's default
+    with caplog.at_level(logging.INFO):  # what a root handler at INFO would print
+        run_tasks(_square, list(range(3)), ClusterConfig(workers=2))
+    chatter = [r for r in caplog.records if r.name.startswith("distributed")]
+    assert not [r for r in chatter if r.levelno < logging.WARNING], chatter[:3]
+
+
 def _square(k: int) -> dict:
     return {"n": k * k}
