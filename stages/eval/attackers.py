@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from aamflow.schemas._registry import Registry
+from aamflow.stages.models.heads import fit_logistic
 
 from . import metrics
 
@@ -164,28 +165,9 @@ def _fit_linear(
     x = scaler(train_x)
     y = _check_labels(train_y, num_classes, x.shape[0])
     with _seeded(seed):
-        model = nn.Linear(x.shape[1], num_classes)
-        nn.init.zeros_(model.weight)  # convex problem: start from the same point every time
-        nn.init.zeros_(model.bias)
-        opt = torch.optim.LBFGS(
-            model.parameters(),
-            lr=1.0,
-            max_iter=config.max_iter,
-            history_size=20,
-            tolerance_grad=1e-6,
-            tolerance_change=1e-9,
-            line_search_fn="strong_wolfe",
+        model = fit_logistic(
+            x, y, num_classes, max_iter=config.max_iter, weight_decay=config.weight_decay
         )
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss = loss + 0.5 * config.weight_decay * model.weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-    model.eval()
     return _LinearFit(scaler=scaler, model=model)
 
 

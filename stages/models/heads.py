@@ -52,6 +52,36 @@ def ar_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
+def fit_logistic(
+    x: Tensor, y: Tensor, num_classes: int, *, max_iter: int, weight_decay: float
+) -> nn.Linear:
+    """Multinomial logistic regression by full-batch L-BFGS from zero weights (a convex
+    problem: the same start gives the same answer), L2 on the weights; ``x`` standardised by
+    the caller. The eval's linear attacker and train-adapter's rank guard share it."""
+    model = nn.Linear(x.shape[1], num_classes)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) + 0.5 * weight_decay * model.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    model.eval()
+    return model
+
+
 def fit_ar_probe(
     train_x: Tensor,
     train_y: Tensor,

@@ -39,6 +39,7 @@ from aamflow.stages.models.eraser import (
     nuisance_scatter,
     video_eraser_directions,
 )
+from aamflow.stages.models.heads import fit_logistic
 
 from .data import Latents, VideoRoles, read_latents
 
@@ -147,27 +148,7 @@ def probe_top1(fit: tuple[np.ndarray, np.ndarray], sel: Any, stats: Any) -> tupl
     x = torch.from_numpy(((fit[0] - mean) / std).astype(np.float32))
     classes, y = np.unique(fit[1], return_inverse=True)
     y = torch.from_numpy(y.astype(np.int64))
-    model = torch.nn.Linear(x.shape[1], len(classes))
-    torch.nn.init.zeros_(model.weight)  # convex: the same start, the same answer
-    torch.nn.init.zeros_(model.bias)
-    opt = torch.optim.LBFGS(
-        model.parameters(),
-        lr=1.0,
-        max_iter=PROBE_ITERS,
-        history_size=20,
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss = loss + 0.5 * PROBE_DECAY * model.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    model = fit_logistic(x, y, len(classes), max_iter=PROBE_ITERS, weight_decay=PROBE_DECAY)
     clips, codes, labels = sel
     with torch.no_grad():
         z = torch.from_numpy(((clips - mean) / std).astype(np.float32))
