@@ -25,26 +25,35 @@ from typing import Any
 
 import numpy as np
 
-OPENNSFW_APPEARANCE = 1024  # opennsfw's Reshape:0; the other 1024 are its 4 x 256 flow stream
+OPENNSFW_APPEARANCE = 1024  # opennsfw's Reshape:0; the rest is its flow stream
+CELL_STATS = 15  # cell flow: per cell, 3 signals (u, v, energy) x 5 statistics
 
 
-def streams(store: Any, split: int | None) -> dict[str, slice]:
+def streams(store: Any, split: int | None) -> dict[str, Any]:
     """Column groups: the whole vector and, split at ``split`` (opennsfw: 1024), the frame-mean
     appearance stream and the feature-flow stream of a two-stream onnx store, and the flow
-    stream's four statistics (signed x and y motion, energy, its temporal harmonic; see
-    ``stages/extract/encoders/onnx_.py``)."""
+    stream's parts: for the ``cells`` flow (``opennsfw``'s), the x/y motion and the energy
+    of every cell; for the ``channels`` flow, signed x and y motion, energy and its temporal
+    harmonic (see ``stages/extract/encoders/onnx_.py``)."""
     dim = store.feature_dim
-    out = {"all": slice(0, dim)}
+    out: dict[str, Any] = {"all": np.arange(dim)}
     if split is None and (store.encoder or {}).get("name") == "opennsfw":
         split = OPENNSFW_APPEARANCE
-    if split and 0 < split < dim:
-        out["appearance"] = slice(0, split)
-        out["motion"] = slice(split, dim)
-        c = (dim - split) // 4
-        if c * 4 == dim - split:
-            out["motion x,y"] = slice(split, split + 2 * c)
-            out["motion energy"] = slice(split + 2 * c, split + 3 * c)
-            out["energy harmonic"] = slice(split + 3 * c, dim)
+    if not split or not 0 < split < dim:
+        return out
+    out["appearance"] = np.arange(split)
+    out["motion"] = np.arange(split, dim)
+    pooling = (store.encoder or {}).get("preprocessing", {}).get("pooling")
+    width = dim - split
+    if pooling == "mean+cellflow" and width % CELL_STATS == 0:
+        within = np.arange(width) % CELL_STATS
+        out["motion x,y"] = split + np.flatnonzero(within < 10)
+        out["motion energy"] = split + np.flatnonzero(within >= 10)
+    elif width % 4 == 0:
+        c = width // 4
+        out["motion x,y"] = np.arange(split, split + 2 * c)
+        out["motion energy"] = np.arange(split + 2 * c, split + 3 * c)
+        out["energy harmonic"] = np.arange(split + 3 * c, dim)
     return out
 
 
@@ -59,7 +68,7 @@ def probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> tuple
     return clf.classes_[clf.predict_proba(x_test).argmax(1)], clf
 
 
-def measure(store: Any, cols: slice, clips: int) -> dict[str, Any]:
+def measure(store: Any, cols: Any, clips: int) -> dict[str, Any]:
     from aamflow.stages.eval.data import TEST_SPLITS, TRAIN_SPLITS, gather, select_videos
 
     videos = store.videos
@@ -119,12 +128,12 @@ def main() -> None:
     from aamflow.schemas.store import open_store
 
     store = open_store(args.store)
-    groups = streams(store, args.split) if args.streams else {"all": slice(0, store.feature_dim)}
+    groups = streams(store, args.split) if args.streams else {"all": np.arange(store.feature_dim)}
     results = {g: measure(store, cols, args.clips) for g, cols in groups.items()}
     names = list(results["all"])
     enc = (store.encoder or {}).get("name")
     print(f"\nlinear probes on {args.store} ({enc}, {store.feature_dim}-d): accuracy / chance")
-    head = [f"{g} ({cols.stop - cols.start}-d)" for g, cols in groups.items()]
+    head = [f"{g} ({len(cols)}-d)" for g, cols in groups.items()]
     print("| probe | " + " | ".join(head) + " |")
     print("| --- |" + " --- |" * len(groups))
     for n in names:

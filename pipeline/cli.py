@@ -314,15 +314,17 @@ def extract(quiet: bool, **opts: Any) -> None:
     type=click.Choice(["video", "static", "none"]),
     default=None,
     help="Fitted label-free eraser composed with the AAM: 'video' removes, before it, the "
-    "directions in which videos differ more than a video's clips vary and the seen classes "
-    f"differ; 'static' the static-clip principal axes after it. {train_default('eraser')}",
+    "principal axes of the static clips and then the directions in which videos differ more "
+    "than a video's clips vary and the seen classes differ; 'static' the per-video static "
+    f"principal axes after it. {train_default('eraser')}",
 )
 @click.option(
     "--erase-rank",
     type=click.IntRange(min=0),
     default=None,
-    help="Directions the eraser removes [default: for 'video', chosen from the training "
-    "data by held-out re-identification against the seen task's score; see the README].",
+    help="Directions the eraser removes [default: for 'video', both stages' ranks chosen "
+    "from the training data by held-out re-identification against the seen task's score; "
+    "a given rank fits the second stage alone; see the README].",
 )
 @click.option(
     "--device", default=None, help=f"Torch device: cpu, cuda, cuda:1. {train_default('device')}"

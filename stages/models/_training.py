@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+STD_FLOOR = 1e-3  # of the largest per-dimension std: below it a dimension is treated as flat
+
 
 @contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
@@ -25,11 +27,16 @@ def batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device)
 
 
 def input_stats(feats: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension mean and std of ``[N, D]`` features (std floored to avoid blow-ups)."""
+    """Per-dimension mean and std of ``[N, D]`` features (std floored to avoid blow-ups).
+
+    The floor is relative (``STD_FLOOR`` of the largest std, at least 1e-6): an erased
+    coordinate is constant up to float rounding, and dividing by that rounding would turn
+    any later change of it (an AAM in training) into logits of 1e5."""
     feats = feats.float()
     mean = feats.mean(0)
-    std = feats.std(0, unbiased=False).clamp_min(1e-6)
-    return mean, std
+    std = feats.std(0, unbiased=False)
+    floor = max(1e-6, STD_FLOOR * float(std.max())) if std.numel() else 1e-6
+    return mean, std.clamp_min(floor)
 
 
 def set_input_stats(module: nn.Module, feats: Tensor) -> None:

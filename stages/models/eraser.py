@@ -18,7 +18,10 @@ seen tasks' labels):
   (``W.T S_K W = I``) and ``A = S_K W``. It is an oblique projection: it zeroes the
   ``rank`` nuisance coordinates ``W.T y`` while leaving every direction ``S_K``-orthogonal
   to them (the temporal and task structure) untouched, which an orthogonal projection of
-  the same span would not. It is applied *before* the AAM.
+  the same span would not. It is applied *before* the AAM. By default it is the second of
+  two stages: first the principal axes of every static clip are projected out
+  (``static_clip_directions``), and ``S_B``/``S_K`` are taken on what that leaves;
+  ``compose`` turns the pair into one eraser of the same form.
 - ``static`` (the earlier recipe): the top principal axes of per-video mean static latents,
   projected out orthogonally *after* the AAM.
 
@@ -339,4 +342,73 @@ def video_eraser_directions(
         basis=basis,
         span=keep @ basis,
         ratio=np.maximum(values[order], 0.0),
+    )
+
+
+# ------------------------------------------------------------- the static-clip stage
+
+
+class Erased:
+    """An ``[N, D]`` array-like read through a fitted eraser (``directions.apply(x, rank)``),
+    block by block, so a later fit sees erased latents without a copy of the store."""
+
+    def __init__(self, features: Any, directions: EraserDirections, rank: int) -> None:
+        self.features, self.directions, self.rank = features, directions, rank
+        self.shape = features.shape
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.directions.apply(np.asarray(self.features[index], dtype=np.float64), self.rank)
+
+
+def static_clip_directions(
+    static: Any, static_owner: np.ndarray, rows: np.ndarray, block: int = 65536
+) -> EraserDirections:
+    """The principal axes of the training videos' *static clips* (every one, not per-video
+    means), largest variance first, as an orthogonal eraser around their mean.
+
+    A static clip holds one frame, so what varies across static clips is appearance and
+    pose; a temporal stream that is zero on a static clip (the onnx encoders' feature
+    flow) lies outside every axis, so erasing all of them leaves motion exactly. Ten
+    static clips per video span far more directions than one mean per video does.
+    ``ratio`` is each axis's share of the static clips' variance.
+    """
+    index = _positions(static_owner, rows)
+    d = static.shape[1]
+    total, second, n = np.zeros(d), np.zeros((d, d)), 0
+    for _, x in _blocks(static, index, block):
+        total += x.sum(0)
+        second += x.T @ x
+        n += len(x)
+    if n < 2:
+        raise ValueError("static-clip eraser: fewer than two static clips")
+    mean = total / n
+    cov = (second - n * np.outer(mean, mean)) / n
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    order = np.argsort(values)[::-1]
+    values = np.maximum(values[order], 0.0)
+    vectors = vectors[:, order]
+    share = values / max(float(values.sum()), 1e-30)
+    return EraserDirections(mean=mean, basis=vectors, span=vectors, ratio=share)
+
+
+def spanned_rank(directions: EraserDirections, rel: float = 1e-6) -> int:
+    """How many of a static-clip eraser's axes carry variance (at least ``rel`` of the
+    largest): erasing exactly these removes everything static clips vary in."""
+    r = directions.ratio
+    return int((r > rel * max(float(r[:1].max(initial=0.0)), 1e-30)).sum())
+
+
+def compose(first: EraserDirections, rank: int, second: EraserDirections) -> EraserDirections:
+    """Directions whose rank-``rank + k`` eraser is ``first`` at ``rank`` followed by
+    ``second`` at ``k`` (``second`` fitted on latents erased by the first, an orthogonal
+    eraser). One oblique eraser ``y - ((y - m) W) A.T`` with ``W = [B, (I - B B.T) W2]``,
+    ``A = [B, A2]`` and ``m`` the second's mean: every latent erased by the first has the
+    same ``B``-coordinates as the first's mean, so one centre serves both."""
+    b = first.basis[:, :rank]
+    w2 = second.basis - b @ (b.T @ second.basis)
+    return EraserDirections(
+        mean=second.mean,
+        basis=np.concatenate([b, w2], 1),
+        span=np.concatenate([first.span[:, :rank], second.span], 1),
+        ratio=np.concatenate([first.ratio[:rank], second.ratio]),
     )

@@ -19,9 +19,19 @@ small), on two label-free curves:
 Rule: among the ranks whose seen-task clip top-1 is at most ``AR_TOLERANCE`` (1 point, the
 product's AR target) below the unerased score, take the one with the lowest
 re-identification; of those within one selection video of it, the smallest rank (erase no
-more than needed). Without AR labels
-there is no utility curve to guard the choice, and the rank is the number of directions
-whose between-video variance exceeds their keep variance (ratio >= 1).
+more than needed).
+
+The default eraser has two stages (``select_two_stage``): the static-clip axes first (ranks
+of the grid up to the number of axes static clips vary in, and that number), then the
+video eraser refitted on what the chosen first stage leaves (ranks in steps of the
+remaining dimension / 32). The rule picks each in turn, both against the *unerased*
+baseline, so their composition keeps the seen task within the tolerance. Measured on the
+opennsfw encoder (benchmarks/RESULTS.md), whose flow stream is zero on static clips: stage
+1 takes exactly the 1024 appearance axes, stage 2 the between-video motion style (gait).
+
+Without AR labels there is no utility curve to guard the choice: no static-clip stage, and
+the video rank is the number of directions whose between-video variance exceeds their keep
+variance (ratio >= 1).
 """
 
 from __future__ import annotations
@@ -34,9 +44,13 @@ import numpy as np
 import torch
 
 from aamflow.stages.models.eraser import (
+    Erased,
     EraserDirections,
     NuisanceScatter,
+    compose,
     nuisance_scatter,
+    spanned_rank,
+    static_clip_directions,
     video_eraser_directions,
 )
 from aamflow.stages.models.heads import fit_logistic
@@ -60,7 +74,8 @@ class RankChoice:
 
     rank: int
     rule: str
-    selection: str  # "val split" or "train fold (every 5th video)"
+    selection: str
+    static_rank: int = 0  # of ``rank``, the directions the static-clip stage removes  # "val split" or "train fold (every 5th video)"
     selection_videos: int
     curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -159,10 +174,10 @@ def probe_top1(fit: tuple[np.ndarray, np.ndarray], sel: Any, stats: Any) -> tupl
     return video, float((classes[proba.argmax(1)] == labels[codes]).mean())
 
 
-def select_rank(
-    directions: EraserDirections, data: SelectionData, *, selection: str, grid: list[int]
-) -> RankChoice:
-    """Score each rank of ``grid`` on the selection videos and apply the rule above."""
+def score_ranks(
+    directions: EraserDirections, data: SelectionData, grid: list[int], stage: str
+) -> list[dict[str, Any]]:
+    """The two label-free curves at each rank of ``grid`` (one row per rank)."""
     curve = []
     for k in grid:
         fit_clips = directions.apply(data.ar_fit[0], k) if data.ar_fit is not None else None
@@ -171,6 +186,7 @@ def select_rank(
             fit_clips = directions.apply(np.concatenate(pairs[:2]), k) if pairs else None
         stats = _standardiser(fit_clips) if fit_clips is not None else None
         row: dict[str, Any] = {
+            "stage": stage,
             "rank": k,
             "ratio": None if k == 0 else round(float(directions.ratio[k - 1]), 4),
         }
@@ -189,27 +205,108 @@ def select_rank(
         reid = [row[n] for n in ("reid_static", "reid_clips") if n in row]
         row["reid"] = float(np.mean(reid)) if reid else None
         curve.append(row)
-    n_sel = max(
+    return curve
+
+
+def _selection_size(data: SelectionData) -> int:
+    return max(
         (len(p[0]) for p in (data.static_pairs, data.clip_pairs) if p is not None), default=0
     )
-    if data.ar_sel is None or curve[0].get("ar_top1") is None or curve[0]["reid"] is None:
+
+
+def guarded(data: SelectionData, curve: list[dict[str, Any]]) -> bool:
+    """Whether the seen-task curve exists to guard a choice (AR labels on both sides)."""
+    return (
+        data.ar_sel is not None
+        and curve[0].get("ar_top1") is not None
+        and (curve[0]["reid"] is not None)
+    )
+
+
+def choose(curve: list[dict[str, Any]], baseline: dict[str, Any], n_sel: int) -> int:
+    """The rule: among the rows whose AR clip top-1 is at most ``AR_TOLERANCE`` below the
+    unerased ``baseline``'s, the lowest re-identification; of those within one selection
+    video of it, the smallest rank."""
+    floor = baseline["ar_clip_top1"] - AR_TOLERANCE - 1e-9
+    admissible = [r for r in curve if r["ar_clip_top1"] >= floor] or [baseline]
+    best = min(r["reid"] for r in admissible)
+    slack = 1.0 / max(n_sel, 1) + 1e-9
+    return min(r["rank"] for r in admissible if r["reid"] <= best + slack)
+
+
+RULE = (
+    "lowest held-out re-identification (within one video) among ranks whose held-out "
+    f"AR clip top-1 stays within {AR_TOLERANCE:.0%} of the unerased features'"
+)
+
+
+def select_rank(
+    directions: EraserDirections, data: SelectionData, *, selection: str, grid: list[int]
+) -> RankChoice:
+    """Score each rank of ``grid`` on the selection videos and apply the rule above."""
+    curve = score_ranks(directions, data, grid, "video")
+    n_sel = _selection_size(data)
+    if not guarded(data, curve):
         rank = int((directions.ratio >= 1.0).sum())
         rank = min(rank, max(grid))
         rule = "ratio >= 1 (no AR labels on held-out videos to guard the choice)"
         return RankChoice(
             rank=rank, rule=rule, selection=selection, selection_videos=n_sel, curve=curve
         )
-    floor = curve[0]["ar_clip_top1"] - AR_TOLERANCE - 1e-9
-    admissible = [r for r in curve if r["ar_clip_top1"] >= floor]
-    best = min(r["reid"] for r in admissible)
-    slack = 1.0 / max(n_sel, 1) + 1e-9
-    rank = min(r["rank"] for r in admissible if r["reid"] <= best + slack)
-    rule = (
-        "lowest held-out re-identification (within one video) among ranks whose held-out "
-        f"AR clip top-1 stays within {AR_TOLERANCE:.0%} of the unerased features'"
-    )
+    rank = choose(curve, curve[0], n_sel)
     return RankChoice(
-        rank=rank, rule=rule, selection=selection, selection_videos=n_sel, curve=curve
+        rank=rank, rule=RULE, selection=selection, selection_videos=n_sel, curve=curve
+    )
+
+
+def static_grid(directions: EraserDirections, dim: int) -> list[int]:
+    """The static-clip stage's ranks: the usual grid up to the rank that removes every axis
+    static clips vary in, and that rank (axes beyond it are arbitrary: static clips do not
+    vary there)."""
+    top = min(spanned_rank(directions), dim)
+    return sorted({r for r in rank_grid(dim) if r < top} | {top})
+
+
+def select_two_stage(
+    static_dirs: EraserDirections,
+    video_of: Any,
+    data: SelectionData,
+    *,
+    selection: str,
+    dim: int,
+) -> tuple[EraserDirections, RankChoice]:
+    """Choose the static-clip stage's rank, then the video stage's on what it leaves.
+
+    ``video_of(directions, rank)`` fits the video eraser's directions on latents erased by
+    the static-clip stage at ``rank``. Both ranks follow the same rule against the same
+    unerased baseline, so the pair keeps the seen task within the tolerance.
+    """
+    first = score_ranks(static_dirs, data, static_grid(static_dirs, dim), "static clips")
+    n_sel = _selection_size(data)
+    baseline = first[0]
+    if not guarded(data, first):
+        video = video_of(static_dirs, 0)
+        choice = select_rank(video, data, selection=selection, grid=rank_grid(dim))
+        return video, RankChoice(
+            rank=choice.rank,
+            rule=choice.rule,
+            selection=selection,
+            selection_videos=n_sel,
+            curve=first + choice.curve,
+        )
+    r1 = choose(first, baseline, n_sel)
+    video = video_of(static_dirs, r1)
+    both = compose(static_dirs, r1, video) if r1 else video
+    grid = [r1 + k for k in rank_grid(dim - r1)]
+    second = score_ranks(both, data, grid, "video")
+    rank = choose(second, baseline, n_sel)
+    return both, RankChoice(
+        rank=rank,
+        static_rank=r1,
+        rule=f"static clips, then video: {RULE}",
+        selection=selection,
+        selection_videos=n_sel,
+        curve=first + second,
     )
 
 
@@ -231,15 +328,26 @@ def scatter_groups(roles: VideoRoles, tasks: tuple[str, ...], num_actions: int) 
     return groups
 
 
-def _scatter(store: Any, roles: VideoRoles, groups: np.ndarray) -> NuisanceScatter:
+def _scatter(
+    store: Any,
+    roles: VideoRoles,
+    groups: np.ndarray,
+    first: EraserDirections | None = None,
+    rank: int = 0,
+) -> NuisanceScatter:
+    clips, static = store.clip_features(), store.static_features()
+    if first is not None and rank:
+        clips, static = Erased(clips, first, rank), Erased(static, first, rank)
     return nuisance_scatter(
-        store.clip_features(),
-        store.read("clip_video"),
-        store.static_features(),
-        store.read("static_video"),
-        roles.rows,
-        groups,
+        clips, store.read("clip_video"), static, store.read("static_video"), roles.rows, groups
     )
+
+
+def _static_directions(store: Any, roles: VideoRoles) -> EraserDirections | None:
+    owner = store.read("static_video")
+    if np.isin(owner, roles.rows).sum() < 2:
+        return None
+    return static_clip_directions(store.static_features(), owner, roles.rows)
 
 
 def _even(positions: np.ndarray, limit: int) -> np.ndarray:
@@ -289,7 +397,6 @@ def fit_video_eraser(
         fit, fit_groups = train.select(~fold), groups[~fold]
         sel = train.select(_even(np.flatnonzero(fold), max_selection))
         selection = f"train fold (every {HOLD_OUT_EVERY}th training video)"
-    directions = video_eraser_directions(_scatter(store, fit, fit_groups))
     sel_groups = scatter_groups(sel, tasks, num_actions)
     ar_fit = None
     fit_labels = np.zeros(0, np.int64)
@@ -307,8 +414,29 @@ def fit_video_eraser(
     order = np.asarray([where[int(r)] for r in lat.rows], dtype=np.int64)
     ar_labels = sel.ar_label if "ar" in tasks else np.full(len(sel), -1, np.int64)
     data = selection_data(lat, sel_groups[order], ar_labels[order], ar_fit, fit_labels)
-    choice = select_rank(directions, data, selection=selection, grid=rank_grid(store.feature_dim))
+    static_dirs = _static_directions(store, fit)
+    if static_dirs is None:  # no static clips: the video stage alone
+        directions = video_eraser_directions(_scatter(store, fit, fit_groups))
+        grid = rank_grid(store.feature_dim)
+        choice = select_rank(directions, data, selection=selection, grid=grid)
+    else:
+
+        def video_of(first: EraserDirections, rank: int) -> EraserDirections:
+            return video_eraser_directions(_scatter(store, fit, fit_groups, first, rank))
+
+        directions, choice = select_two_stage(
+            static_dirs, video_of, data, selection=selection, dim=store.feature_dim
+        )
     if not enough:  # the final eraser sees every training video
-        directions = video_eraser_directions(_scatter(store, train, groups))
-    log.info("video eraser: rank %d of %d (%s)", choice.rank, store.feature_dim, choice.rule)
+        r1 = choice.static_rank
+        first = _static_directions(store, train) if r1 else None
+        video = video_eraser_directions(_scatter(store, train, groups, first, r1))
+        directions = compose(first, r1, video) if first is not None else video
+    log.info(
+        "video eraser: rank %d of %d, %d of them static-clip axes (%s)",
+        choice.rank,
+        store.feature_dim,
+        choice.static_rank,
+        choice.rule,
+    )
     return directions, choice

