@@ -28,6 +28,11 @@ from torch import nn
 
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
 from ._base import EncoderIdentity, register_encoder, weights_digest
+from ._signals import BANDS as _BANDS
+from ._signals import FREQS as _FREQS
+from ._signals import band_slices as _band_slices
+from ._signals import dft as _dft
+from ._signals import signed_sqrt as _signed_sqrt
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 # feature group -> (offset, spread) applied before mixing
@@ -43,8 +48,6 @@ _HIDDEN = 512  # width of the mixing MLP
 _SALIENT = (0.25, 0.35)  # row deviation (summed over RGB) where saliency starts, and its ramp
 _HIST_SIZE = 28  # side of the frame the colour histograms are taken on
 _MOTION_SIZE = 56  # side of the frame motion is measured on
-_BANDS = 4  # horizontal bands: head, shoulders, torso, legs of a standing actor
-_FREQS = (1, 2, 3)  # temporal frequencies (cycles per clip) kept from motion signals
 _SHAPE_GRID = (12, 6)  # rows x columns of the actor-aligned saliency (shape) grid
 _COLOR_GRID = (8, 4)  # rows x columns of the actor-aligned colour grid
 
@@ -226,27 +229,6 @@ def _texture(gray: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     for band in _band_slices(tex.shape[-2]):
         parts.append(tex[:, :, band].mean((2, 3)))
     return torch.cat(parts, 1) * 10
-
-
-def _band_slices(n: int) -> list[slice]:
-    edges = np.linspace(0, n, _BANDS + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-
-def _signed_sqrt(x: torch.Tensor) -> torch.Tensor:
-    return x.sign() * x.abs().sqrt()
-
-
-def _dft(s: torch.Tensor) -> torch.Tensor:
-    """Magnitudes of a few low temporal frequencies of ``s [B, L, C]`` -> ``[B, F, C]``."""
-    n = s.shape[1]
-    t = torch.arange(n, dtype=s.dtype, device=s.device)[:, None]
-    freqs = torch.tensor(_FREQS, dtype=s.dtype, device=s.device)
-    ang = (2 * math.pi / max(n, 1)) * t * freqs  # [L, F]
-    x = s.unsqueeze(2)  # [B, L, 1, C]
-    re = (x * torch.cos(ang)[:, :, None]).mean(1)
-    im = (x * torch.sin(ang)[:, :, None]).mean(1)
-    return torch.hypot(re, im)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,16 +57,15 @@ from aamflow.schemas.errors import ConfigError
 
 from ..preprocess import ClipTransform
 from ._base import EncoderIdentity, register_encoder
+from ._signals import BANDS, FREQS, band_slices, dft, signed_sqrt
 
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
 FLOWS = ("channels", "cells")
 _FLOW_EPS = 1e-3  # regularises the per-channel gradient energy of flat channels
 _FLOW_STATS = 4  # signed x motion, signed y motion, energy, energy's first harmonic
-_BANDS = 4  # horizontal bands of the cell flow: head, shoulders, torso, legs
-_FREQS = (1, 2, 3)  # temporal frequencies (cycles per clip) the cell flow keeps
 _CELL_SIGNALS = 3  # x motion, y motion, normalised energy
-_CELL_STATS = _CELL_SIGNALS * (2 + len(_FREQS))  # per signal: mean, mean |s|, |DFT|
+_CELL_STATS = _CELL_SIGNALS * (2 + len(FREQS))  # per signal: mean, mean |s|, |DFT|
 _LK_REG = 1e-3  # Lucas-Kanade regulariser, relative to a cell's gradient energy
 
 
@@ -149,9 +148,7 @@ class OnnxSpec:
 
     def motion_dim(self, channels: int) -> int:
         """Width of the flow stream on a map of ``channels`` channels."""
-        if not self.motion_output:
-            return 0
-        return _FLOW_STATS * channels if self.flow == "channels" else (1 + _BANDS) * _CELL_STATS
+        return flow_width(self.flow, channels) if self.motion_output else 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -367,10 +364,9 @@ def flow_stats(pairs: torch.Tensor) -> torch.Tensor:
     return torch.cat([u, v, energy.mean(-2), torch.hypot(re, im)], -1)
 
 
-def _band_edges(n: int) -> list[tuple[int, int]]:
-    """Rows of the whole map and of its horizontal bands."""
-    edges = np.linspace(0, n, _BANDS + 1).round().astype(int).tolist()
-    return [(0, n), *zip(edges[:-1], edges[1:], strict=True)]
+def flow_width(flow: str, channels: int) -> int:
+    """Values the ``flow`` pooling keeps from a map of ``channels`` channels."""
+    return _FLOW_STATS * channels if flow == "channels" else (1 + BANDS) * _CELL_STATS
 
 
 def cell_pairs(
@@ -379,23 +375,25 @@ def cell_pairs(
     """Per frame pair ``(a[i], b[i])`` and cell (the whole map, then its bands): the
     Lucas-Kanade sums over channels and the cell's positions, ``[Gx², Gy², GxGy, GxD,
     GyD, |D|, |M|]`` (``M`` the pair's mean map). Returns ``[P, 7, 1 + bands]`` float64."""
-    rows = _band_edges(maps.shape[-2])
+    n = maps.shape[-2]
+    rows = [slice(0, n), *band_slices(n)]
     out = []
     for start in range(0, len(a), chunk):
         fa, fb = maps[a[start : start + chunk]].double(), maps[b[start : start + chunk]].double()
         d, m = fb - fa, 0.5 * (fa + fb)
         gx = F.pad(m[..., 2:] - m[..., :-2], (1, 1)) * 0.5
         gy = F.pad(m[..., 2:, :] - m[..., :-2, :], (0, 0, 1, 1)) * 0.5
-        terms = torch.stack([gx * gx, gy * gy, gx * gy, gx * d, gy * d, d.abs(), m.abs()], 1)
-        per_row = terms.sum(2).mean(-1)  # [p, 7, h]: summed over channels
-        out.append(torch.stack([per_row[..., r0:r1].mean(-1) for r0, r1 in rows], -1))
+        # summed over channels one term at a time: a [p, 7, C, h, w] stack is 7 maps' memory
+        terms = (gx * gx, gy * gy, gx * gy, gx * d, gy * d, d.abs(), m.abs())
+        per_row = torch.stack([t.sum(1) for t in terms], 1).mean(-1)  # [p, 7, h]
+        out.append(torch.stack([per_row[..., r].mean(-1) for r in rows], -1))
     if not out:
         return torch.zeros(0, 7, len(rows), dtype=torch.float64)
     return torch.cat(out)
 
 
 def cell_stats(pairs: torch.Tensor) -> torch.Tensor:
-    """Clips' cell sums ``[..., T - 1, 7, cells]`` -> ``[..., cells * 15]``: per cell, the
+    """Clips' cell sums ``[B, T - 1, 7, cells]`` -> ``[B, cells * 15]``: per cell, the
     flow ``(u, v)`` and the energy ``|D| / |M|`` of each frame pair, each summarised by its
     mean, mean magnitude and the magnitudes of its low temporal frequencies.
 
@@ -408,20 +406,10 @@ def cell_stats(pairs: torch.Tensor) -> torch.Tensor:
     u = -((iyy + reg) * ixt - ixy * iyt) / det
     v = -((ixx + reg) * iyt - ixy * ixt) / det
     e = energy / (level + 1e-12)
-    n = u.shape[-2]
-    t = torch.arange(n, dtype=u.dtype)[:, None]
-    angle = 2 * math.pi * t * torch.tensor(_FREQS, dtype=u.dtype) / max(n, 1)  # [n, F]
     feats = []
-    for sig in (_signed_sqrt(u), _signed_sqrt(v), e.sqrt()):  # [..., n, cells]
-        re = torch.einsum("...nc,nf->...fc", sig, torch.cos(angle)) / n
-        im = torch.einsum("...nc,nf->...fc", sig, torch.sin(angle)) / n
-        feats += [sig.mean(-2, keepdim=True), sig.abs().mean(-2, keepdim=True)]
-        feats.append(torch.hypot(re, im))
+    for sig in (signed_sqrt(u), signed_sqrt(v), e.sqrt()):  # [B, n, cells]
+        feats += [sig.mean(-2, keepdim=True), sig.abs().mean(-2, keepdim=True), dft(sig)]
     return torch.cat(feats, -2).transpose(-1, -2).flatten(-2)  # cell-major
-
-
-def _signed_sqrt(x: torch.Tensor) -> torch.Tensor:
-    return x.sign() * x.abs().sqrt()
 
 
 def pool_clips(
@@ -442,8 +430,7 @@ def pool_clips(
     b, t = gather.shape
     pairs, stats = (flow_pairs, flow_stats) if flow == "channels" else (cell_pairs, cell_stats)
     if t < 2:
-        width = _FLOW_STATS * maps.shape[1] if flow == "channels" else (1 + _BANDS) * _CELL_STATS
-        motion = torch.zeros(b, width, dtype=torch.float64)
+        motion = torch.zeros(b, flow_width(flow, maps.shape[1]), dtype=torch.float64)
     else:
         a, c = gather[:, :-1].reshape(-1), gather[:, 1:].reshape(-1)
         key = a * (maps.shape[0] + 1) + c
