@@ -74,8 +74,8 @@ class RankChoice:
 
     rank: int
     rule: str
-    selection: str
-    static_rank: int = 0  # of ``rank``, the directions the static-clip stage removes  # "val split" or "train fold (every 5th video)"
+    selection: str  # "val split" or "train fold (every 5th video)"
+    static_rank: int = 0  # of ``rank``, the directions the static-clip stage removes
     selection_videos: int
     curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -214,13 +214,11 @@ def _selection_size(data: SelectionData) -> int:
     )
 
 
-def guarded(data: SelectionData, curve: list[dict[str, Any]]) -> bool:
-    """Whether the seen-task curve exists to guard a choice (AR labels on both sides)."""
-    return (
-        data.ar_sel is not None
-        and curve[0].get("ar_top1") is not None
-        and (curve[0]["reid"] is not None)
-    )
+def guarded(data: SelectionData) -> bool:
+    """Whether a seen-task curve exists to guard a choice: AR clips on both sides and pairs
+    to re-identify."""
+    pairs = data.static_pairs is not None or data.clip_pairs is not None
+    return data.ar_fit is not None and data.ar_sel is not None and pairs
 
 
 def choose(curve: list[dict[str, Any]], baseline: dict[str, Any], n_sel: int) -> int:
@@ -228,7 +226,7 @@ def choose(curve: list[dict[str, Any]], baseline: dict[str, Any], n_sel: int) ->
     unerased ``baseline``'s, the lowest re-identification; of those within one selection
     video of it, the smallest rank."""
     floor = baseline["ar_clip_top1"] - AR_TOLERANCE - 1e-9
-    admissible = [r for r in curve if r["ar_clip_top1"] >= floor] or [baseline]
+    admissible = [r for r in curve if r["ar_clip_top1"] >= floor]  # holds the baseline's rank
     best = min(r["reid"] for r in admissible)
     slack = 1.0 / max(n_sel, 1) + 1e-9
     return min(r["rank"] for r in admissible if r["reid"] <= best + slack)
@@ -246,7 +244,7 @@ def select_rank(
     """Score each rank of ``grid`` on the selection videos and apply the rule above."""
     curve = score_ranks(directions, data, grid, "video")
     n_sel = _selection_size(data)
-    if not guarded(data, curve):
+    if not guarded(data):
         rank = int((directions.ratio >= 1.0).sum())
         rank = min(rank, max(grid))
         rule = "ratio >= 1 (no AR labels on held-out videos to guard the choice)"
@@ -286,24 +284,19 @@ def select_two_stage(
     the static-clip stage at ``rank``. Both ranks follow the same rule against the same
     unerased baseline, so the pair keeps the seen task within the tolerance.
     """
-    first = score_ranks(static_dirs, data, static_grid(static_dirs, dim), "static clips")
     n_sel = _selection_size(data)
-    baseline = first[0]
-    if not guarded(data, first):
+    if not guarded(data):
         video = video_of(static_dirs, 0)
-        choice = select_rank(video, data, selection=selection, grid=rank_grid(dim))
-        return video, RankChoice(
-            rank=choice.rank,
-            rule=choice.rule,
-            selection=selection,
-            selection_videos=n_sel,
-            curve=first + choice.curve,
-        )
+        return video, select_rank(video, data, selection=selection, grid=rank_grid(dim))
+    first = score_ranks(static_dirs, data, static_grid(static_dirs, dim), "static clips")
+    baseline = first[0]
     r1 = choose(first, baseline, n_sel)
     video = video_of(static_dirs, r1)
     both = compose(static_dirs, r1, video) if r1 else video
-    grid = [r1 + k for k in rank_grid(dim - r1)]
-    second = score_ranks(both, data, grid, "video")
+    # the video stage's rank 0 is the static stage's chosen row: the same eraser
+    chosen = next(r for r in first if r["rank"] == r1)
+    grid = [r1 + k for k in rank_grid(dim - r1)[1:]]
+    second = [{**chosen, "stage": "video"}, *score_ranks(both, data, grid, "video")]
     rank = choose(second, baseline, n_sel)
     return both, RankChoice(
         rank=rank,
