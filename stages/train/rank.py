@@ -1,20 +1,25 @@
 """Choosing the video eraser's rank from the training data, with no private label.
 
-For every rank of a grid the eraser is fitted on *fit* videos and scored on held-out
-*selection* videos (the val split, or every fifth training video when the val split is too
-small), on two label-free curves:
+The ranks are scored by cross-fitting over the training videos: they are split into
+``FOLDS`` folds, and for each fold the eraser is fitted on the other folds and scored on
+that fold's videos; the counts of every fold are pooled into one curve (so every training
+video is a held-out video once, and the val split stays for the adapter's validation).
+Pooling matters: a val split of ~40 AR videos moves the clip curve by 2–3 points between
+neighbouring ranks, and on opennsfw (seed 1) it rejected the static-clip stage for 4
+clips of 123 that the pooled 745 clips show to be noise (benchmarks/RESULTS.md).
+
+Two label-free curves:
 
 - **re-identification** (privacy proxy, lower is better): how often the nearest neighbour
   (cosine, on features standardised as the attackers do) of one of a video's clips, among
-  the other clips of the selection videos of the same seen-task class, is the other clip of
+  the other clips of the fold's videos of the same seen-task class, is the other clip of
   the same video. Measured on pairs of static clips and on pairs of ordinary clips (first
   and last), averaged. What is left once the class is fixed is what identifies the video:
   its appearance, background and style of motion.
 - **seen-task score** (utility): clip top-1 of a logistic probe fitted on the erased clips of
-  the fit videos' action labels (AR), on the selection videos' clips. Clip level, because
-  a val split of ~50 videos moves video top-1 in 2-point steps: on the demo corpora the
-  video-level curve wandered by 5 points while the eval's AR dropped only where the clip
-  level did (benchmarks/RESULTS.md).
+  the other folds' action labels (AR), on the fold's clips. Clip level, because video
+  top-1 moves in steps of whole videos: on the demo corpora the video-level curve
+  wandered by 5 points while the eval's AR dropped only where the clip level did.
 
 Rule: among the ranks whose seen-task clip top-1 is at most ``AR_TOLERANCE`` (1 point, the
 product's AR target) below the unerased score, take the one with the lowest
@@ -37,6 +42,7 @@ variance (ratio >= 1).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,8 +66,7 @@ from .data import Latents, VideoRoles, read_latents
 log = logging.getLogger("aamflow.train")
 
 GRID_STEPS = 32  # ranks tried: multiples of D / GRID_STEPS below D
-MIN_SELECTION = 20  # selection videos with a clip pair below which a train fold is used
-HOLD_OUT_EVERY = 5  # the train fold: every fifth training video
+FOLDS = 5  # cross-fitting folds over the training videos
 MAX_PROBE_CLIPS = 20_000  # AR clips the logistic probe is fitted on (evenly spread)
 PROBE_ITERS = 100  # L-BFGS iterations of the probe
 PROBE_DECAY = 1e-4  # its L2 penalty on standardised features (the eval's linear probe's)
@@ -74,7 +79,7 @@ class RankChoice:
 
     rank: int
     rule: str
-    selection: str  # "val split" or "train fold (every 5th video)"
+    selection: str  # how the held-out videos were drawn ("5-fold cross-fitting ...")
     static_rank: int = 0  # of ``rank``, the directions the static-clip stage removes
     selection_videos: int
     curve: list[dict[str, Any]] = field(default_factory=list)
@@ -208,22 +213,78 @@ def score_ranks(
     return curve
 
 
-def _selection_size(data: SelectionData) -> int:
-    return max(
-        (len(p[0]) for p in (data.static_pairs, data.clip_pairs) if p is not None), default=0
+@dataclass(frozen=True, kw_only=True)
+class Fold:
+    """One cross-fitting fold: its held-out videos' data and the eraser directions fitted
+    on the other folds. ``video_of(first, rank)`` fits the video eraser's directions on
+    the other folds' latents erased by ``first`` at ``rank``; ``static`` is the static-clip
+    stage's directions (None when the other folds hold no static clips)."""
+
+    data: SelectionData
+    video_of: Callable[[EraserDirections | None, int], EraserDirections]
+    static: EraserDirections | None = None
+
+
+# per curve value, the count it is a share of (the weight of a fold when pooling)
+_WEIGHTS: dict[str, Callable[[SelectionData], int]] = {
+    "reid_static": lambda d: len(d.static_pairs[0]) if d.static_pairs is not None else 0,
+    "reid_clips": lambda d: len(d.clip_pairs[0]) if d.clip_pairs is not None else 0,
+    "ar_top1": lambda d: len(d.ar_sel[2]) if d.ar_sel is not None else 0,
+    "ar_clip_top1": lambda d: len(d.ar_sel[0]) if d.ar_sel is not None else 0,
+}
+
+
+def score_folds(
+    folds: Sequence[Fold],
+    erasers: Sequence[tuple[EraserDirections, int]],
+    grid: list[int],
+    stage: str,
+) -> list[dict[str, Any]]:
+    """The curves at each rank of ``grid``, pooled over the folds: fold ``i`` scores its
+    eraser ``erasers[i]`` (directions, rank offset) at ``offset + k`` for each ``k`` of
+    ``grid``, and each value is the count-weighted mean over the folds that measured it."""
+    rows = [
+        score_ranks(directions, fold.data, [offset + k for k in grid], stage)
+        for fold, (directions, offset) in zip(folds, erasers, strict=True)
+    ]
+    curve = []
+    for i, k in enumerate(grid):
+        row: dict[str, Any] = {"stage": stage, "rank": k}
+        ratios = [r[i]["ratio"] for r in rows if r[i]["ratio"] is not None]
+        row["ratio"] = round(float(np.mean(ratios)), 4) if ratios else None
+        for name, weight in _WEIGHTS.items():
+            pairs = [
+                (r[i][name], weight(f.data))
+                for r, f in zip(rows, folds, strict=True)
+                if name in r[i]
+            ]
+            total = sum(w for _, w in pairs)
+            if total:
+                row[name] = sum(v * w for v, w in pairs) / total
+        reid = [row[n] for n in ("reid_static", "reid_clips") if n in row]
+        row["reid"] = float(np.mean(reid)) if reid else None
+        curve.append(row)
+    return curve
+
+
+def _selection_size(folds: Sequence[Fold]) -> int:
+    return sum(max(_WEIGHTS["reid_static"](f.data), _WEIGHTS["reid_clips"](f.data)) for f in folds)
+
+
+def guarded(folds: Sequence[Fold]) -> bool:
+    """Whether a seen-task curve exists to guard a choice: in every fold, AR clips on both
+    sides and pairs to re-identify."""
+    return bool(folds) and all(
+        f.data.ar_fit is not None
+        and f.data.ar_sel is not None
+        and (f.data.static_pairs is not None or f.data.clip_pairs is not None)
+        for f in folds
     )
-
-
-def guarded(data: SelectionData) -> bool:
-    """Whether a seen-task curve exists to guard a choice: AR clips on both sides and pairs
-    to re-identify."""
-    pairs = data.static_pairs is not None or data.clip_pairs is not None
-    return data.ar_fit is not None and data.ar_sel is not None and pairs
 
 
 def choose(curve: list[dict[str, Any]], baseline: dict[str, Any], n_sel: int) -> int:
     """The rule: among the rows whose AR clip top-1 is at most ``AR_TOLERANCE`` below the
-    unerased ``baseline``'s, the lowest re-identification; of those within one selection
+    unerased ``baseline``'s, the lowest re-identification; of those within one held-out
     video of it, the smallest rank."""
     floor = baseline["ar_clip_top1"] - AR_TOLERANCE - 1e-9
     admissible = [r for r in curve if r["ar_clip_top1"] >= floor]  # holds the baseline's rank
@@ -239,18 +300,17 @@ RULE = (
 
 
 def select_rank(
-    directions: EraserDirections, data: SelectionData, *, selection: str, grid: list[int]
+    folds: Sequence[Fold], final: EraserDirections, *, selection: str, grid: list[int]
 ) -> RankChoice:
-    """Score each rank of ``grid`` on the selection videos and apply the rule above."""
-    curve = score_ranks(directions, data, grid, "video")
-    n_sel = _selection_size(data)
-    if not guarded(data):
-        rank = int((directions.ratio >= 1.0).sum())
-        rank = min(rank, max(grid))
+    """Score each rank of ``grid`` over the folds (each fold's video eraser fitted on
+    unerased latents) and apply the rule; ``final`` (the directions fitted on every
+    training video) gives the unguarded rank."""
+    n_sel = _selection_size(folds)
+    if not guarded(folds):
+        rank = min(int((final.ratio >= 1.0).sum()), max(grid))
         rule = "ratio >= 1 (no AR labels on held-out videos to guard the choice)"
-        return RankChoice(
-            rank=rank, rule=rule, selection=selection, selection_videos=n_sel, curve=curve
-        )
+        return RankChoice(rank=rank, rule=rule, selection=selection, selection_videos=n_sel)
+    curve = score_folds(folds, [(f.video_of(None, 0), 0) for f in folds], grid, "video")
     rank = choose(curve, curve[0], n_sel)
     return RankChoice(
         rank=rank, rule=RULE, selection=selection, selection_videos=n_sel, curve=curve
@@ -271,34 +331,35 @@ def static_grid(directions: EraserDirections, dim: int) -> list[int]:
 
 
 def select_two_stage(
-    static_dirs: EraserDirections,
-    video_of: Any,
-    data: SelectionData,
-    *,
-    selection: str,
-    dim: int,
-) -> tuple[EraserDirections, RankChoice]:
+    folds: Sequence[Fold], static: EraserDirections, *, selection: str, dim: int
+) -> RankChoice:
     """Choose the static-clip stage's rank, then the video stage's on what it leaves.
 
-    ``video_of(directions, rank)`` fits the video eraser's directions on latents erased by
-    the static-clip stage at ``rank``. Both ranks follow the same rule against the same
-    unerased baseline, so the pair keeps the seen task within the tolerance.
+    ``static`` (fitted on every training video) fixes the static-clip grid; each fold
+    erases with its own static directions (at most the axes they span). Both ranks follow
+    the same rule against the same unerased baseline, so the pair keeps the seen task
+    within the tolerance.
     """
-    n_sel = _selection_size(data)
-    if not guarded(data):
-        video = video_of(static_dirs, 0)
-        return video, select_rank(video, data, selection=selection, grid=rank_grid(dim))
-    first = score_ranks(static_dirs, data, static_grid(static_dirs, dim), "static clips")
+    n_sel = _selection_size(folds)
+    top = static_grid(static, dim)[-1]
+    own = [min(spanned_rank(f.static), top) for f in folds]  # what each fold's clips span
+    first = score_folds(folds, [(f.static, 0) for f in folds], [0], "static clips")
+    if top:
+        erase_all = [(f.static, r - top) for f, r in zip(folds, own, strict=True)]
+        first += score_folds(folds, erase_all, [top], "static clips")
     baseline = first[0]
     r1 = choose(first, baseline, n_sel)
-    video = video_of(static_dirs, r1)
-    both = compose(static_dirs, r1, video) if r1 else video
+    erasers = []
+    for f, r in zip(folds, own, strict=True):
+        used = r if r1 else 0
+        video = f.video_of(f.static, used)
+        erasers.append((compose(f.static, used, video) if used else video, used - r1))
     # the video stage's rank 0 is the static stage's chosen row: the same eraser
     chosen = next(r for r in first if r["rank"] == r1)
-    grid = [r1 + k for k in rank_grid(dim - r1)[1:]]
-    second = [{**chosen, "stage": "video"}, *score_ranks(both, data, grid, "video")]
+    grid2 = [r1 + k for k in rank_grid(dim - r1)[1:]]
+    second = [{**chosen, "stage": "video"}, *score_folds(folds, erasers, grid2, "video")]
     rank = choose(second, baseline, n_sel)
-    return both, RankChoice(
+    return RankChoice(
         rank=rank,
         static_rank=r1,
         rule=f"static clips, then video: {RULE}",
@@ -361,80 +422,72 @@ def fit_directions(store: Any, train: VideoRoles, tasks: tuple[str, ...]) -> Era
     return video_eraser_directions(_scatter(store, train, groups))
 
 
+def _fold(
+    store: Any, train: VideoRoles, groups: np.ndarray, held: np.ndarray, max_selection: int
+) -> Fold:
+    """The fold holding out ``held`` (a mask over ``train``), AR seen."""
+    num_actions = len(store.label_spaces.actions)
+    fit, fit_groups = train.select(~held), groups[~held]
+    sel = train.select(_even(np.flatnonzero(held), max_selection))
+    ar_fit, fit_labels = None, np.zeros(0, np.int64)
+    ar_pos = np.flatnonzero(fit.ar_label >= 0)
+    if len(ar_pos):
+        per_video = max(1.0, float(fit.clip_count[ar_pos].mean()))
+        ar_pos = _even(ar_pos, max(1, int(MAX_PROBE_CLIPS / per_video)))
+        ar_fit = read_latents(store, fit.rows[ar_pos])
+        order = {int(r): i for i, r in enumerate(fit.rows[ar_pos])}
+        fit_labels = fit.ar_label[ar_pos][[order[int(r)] for r in ar_fit.rows]]
+    lat = read_latents(store, sel.rows)
+    where = {int(r): i for i, r in enumerate(sel.rows)}
+    at = np.asarray([where[int(r)] for r in lat.rows], dtype=np.int64)
+    sel_groups = scatter_groups(sel, ("ar",), num_actions)
+    data = selection_data(lat, sel_groups[at], sel.ar_label[at], ar_fit, fit_labels)
+
+    def video_of(first: EraserDirections | None, rank: int) -> EraserDirections:
+        return video_eraser_directions(_scatter(store, fit, fit_groups, first, rank))
+
+    return Fold(data=data, video_of=video_of, static=_static_directions(store, fit))
+
+
 def fit_video_eraser(
     store: Any,
     train: VideoRoles,
-    val: VideoRoles,
     tasks: tuple[str, ...],
+    *,
+    folds: int = FOLDS,
     max_selection: int = 512,
 ) -> tuple[EraserDirections, RankChoice]:
-    """Fit the video eraser's directions on the training videos and choose its rank.
-
-    The selection videos are the val split when it holds at least ``MIN_SELECTION`` videos
-    with a pair of clips (and, with AR seen, as many labelled AR videos); otherwise every
-    fifth training video is held out, the rank is chosen with an eraser fitted on the
-    rest, and the final directions are refitted on every training video.
-    """
-    num_actions = len(store.label_spaces.actions)
+    """Fit the video eraser's directions on every training video and choose its ranks by
+    cross-fitting over ``folds`` folds of them (video ``i`` is held out in fold
+    ``i % folds``, at most ``max_selection`` held-out videos in all). With AR unseen
+    there is nothing to guard the choice, no fold is scored and the rank follows the
+    variance ratio."""
     train = train.select(train.clip_count >= 1)
-    val = val.select(val.clip_count >= 1) if len(val) else val
-    pairs = (val.static_count >= 2) | (val.clip_count >= 2) if len(val) else np.zeros(0, bool)
-    enough = pairs.sum() >= MIN_SELECTION
-    if "ar" in tasks:
-        enough &= (val.ar_label[pairs] >= 0).sum() >= MIN_SELECTION if len(val) else False
-    groups = scatter_groups(train, tasks, num_actions)
-    if enough:
-        fit, fit_groups, sel = (
-            train,
-            groups,
-            val.select(_even(np.flatnonzero(pairs), max_selection)),
-        )
-        selection = "val split"
-    else:
-        fold = np.arange(len(train)) % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1
-        fit, fit_groups = train.select(~fold), groups[~fold]
-        sel = train.select(_even(np.flatnonzero(fold), max_selection))
-        selection = f"train fold (every {HOLD_OUT_EVERY}th training video)"
-    sel_groups = scatter_groups(sel, tasks, num_actions)
-    ar_fit = None
-    fit_labels = np.zeros(0, np.int64)
-    if "ar" in tasks:
-        ar_pos = np.flatnonzero(fit.ar_label >= 0)
-        per_video = max(1.0, float(fit.clip_count[ar_pos].mean())) if len(ar_pos) else 1.0
-        ar_pos = _even(ar_pos, max(1, int(MAX_PROBE_CLIPS / per_video)))
-        if len(ar_pos):
-            ar_fit = read_latents(store, fit.rows[ar_pos])
-            order = {int(r): i for i, r in enumerate(fit.rows[ar_pos])}
-            at = np.asarray([order[int(r)] for r in ar_fit.rows], dtype=np.int64)
-            fit_labels = fit.ar_label[ar_pos][at]
-    lat = read_latents(store, sel.rows)
-    where = {int(r): i for i, r in enumerate(sel.rows)}
-    order = np.asarray([where[int(r)] for r in lat.rows], dtype=np.int64)
-    ar_labels = sel.ar_label if "ar" in tasks else np.full(len(sel), -1, np.int64)
-    data = selection_data(lat, sel_groups[order], ar_labels[order], ar_fit, fit_labels)
-    static_dirs = _static_directions(store, fit)
-    if static_dirs is None:  # no static clips: the video stage alone
-        directions = video_eraser_directions(_scatter(store, fit, fit_groups))
-        grid = rank_grid(store.feature_dim)
-        choice = select_rank(directions, data, selection=selection, grid=grid)
-    else:
-
-        def video_of(first: EraserDirections, rank: int) -> EraserDirections:
-            return video_eraser_directions(_scatter(store, fit, fit_groups, first, rank))
-
-        directions, choice = select_two_stage(
-            static_dirs, video_of, data, selection=selection, dim=store.feature_dim
-        )
-    if not enough:  # the final eraser sees every training video
+    groups = scatter_groups(train, tasks, len(store.label_spaces.actions))
+    k = min(folds, len(train) // 2)
+    parts: list[Fold] = []
+    if "ar" in tasks and k >= 2:
+        fold_of = np.arange(len(train)) % k
+        per_fold = -(-max_selection // k)
+        parts = [_fold(store, train, groups, fold_of == f, per_fold) for f in range(k)]
+    selection = f"{k}-fold cross-fitting over the training videos" if parts else "none"
+    static = _static_directions(store, train)
+    two_stage = static is not None and all(f.static is not None for f in parts)
+    if two_stage and guarded(parts):
+        choice = select_two_stage(parts, static, selection=selection, dim=store.feature_dim)
         r1 = choice.static_rank
-        first = _static_directions(store, train) if r1 else None
-        video = video_eraser_directions(_scatter(store, train, groups, first, r1))
-        directions = compose(first, r1, video) if first is not None else video
+        video = video_eraser_directions(_scatter(store, train, groups, static, r1))
+        directions = compose(static, r1, video) if r1 else video
+    else:  # no static clips, or nothing to guard a static stage: the video stage alone
+        directions = video_eraser_directions(_scatter(store, train, groups))
+        grid = rank_grid(store.feature_dim)
+        choice = select_rank(parts, directions, selection=selection, grid=grid)
     log.info(
-        "video eraser: rank %d of %d, %d of them static-clip axes (%s)",
+        "video eraser: rank %d of %d, %d of them static-clip axes (%s; %s)",
         choice.rank,
         store.feature_dim,
         choice.static_rank,
         choice.rule,
+        selection,
     )
     return directions, choice

@@ -260,7 +260,7 @@ def prepare_eraser(
         return int(info["rank"]), None, info
     tasks = config.tasks or ()
     if config.erase_rank is None:
-        directions, choice = fit_video_eraser(store, train, video_roles(store, "val"), tasks)
+        directions, choice = fit_video_eraser(store, train, tasks)
         info = {"kind": "video", **choice.to_dict()}
         if choice.rank == 0 and config.w_b == 0:
             # measured on opennsfw: nothing removed, and the AAM still moves the features

@@ -1,7 +1,9 @@
 """Choosing the video eraser's rank with no private label: held-out re-identification
-against the seen task's score."""
+against the seen task's score, pooled over cross-fitting folds."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,7 +16,15 @@ from aamflow.stages.models.eraser import (
     video_eraser_directions,
 )
 from aamflow.stages.train.data import Latents
-from aamflow.stages.train.rank import rank_grid, select_rank, select_two_stage, selection_data
+from aamflow.stages.train.rank import (
+    Fold,
+    rank_grid,
+    score_folds,
+    score_ranks,
+    select_rank,
+    select_two_stage,
+    selection_data,
+)
 
 
 def corpus(videos: int = 160, clips: int = 4, seed: int = 0):
@@ -49,16 +59,41 @@ def latents(rows, x, owner, static, s_owner) -> Latents:
     )
 
 
+def folds_of(x, owner, static, s_owner, label, videos: int, k: int, with_ar: bool = True):
+    """Cross-fitting folds over ``videos`` videos: video i is held out in fold i % k, the
+    video eraser fitted on the others (the store's ``fit_video_eraser`` in miniature)."""
+    folds = []
+    for f in range(k):
+        sel = np.arange(f, videos, k)
+        fit = np.setdiff1d(np.arange(videos), sel)
+
+        def video_of(first, rank, fit=fit):
+            erased = (Erased(x, first, rank), Erased(static, first, rank)) if rank else (x, static)
+            return video_eraser_directions(
+                nuisance_scatter(erased[0], owner, erased[1], s_owner, fit, label[fit])
+            )
+
+        ar = label[sel] if with_ar else np.full(len(sel), -1)
+        data = selection_data(
+            latents(sel, x, owner, static, s_owner),
+            label[sel],
+            ar,
+            latents(fit, x, owner, static, s_owner) if with_ar else None,
+            label[fit],
+        )
+        folds.append(
+            Fold(data=data, video_of=video_of, static=static_clip_directions(static, s_owner, fit))
+        )
+    return folds
+
+
 def choose(with_ar: bool = True):
     x, owner, static, s_owner, label = corpus()
-    fit, sel = np.arange(120), np.arange(120, 160)
-    scatter = nuisance_scatter(x, owner, static, s_owner, fit, label[fit])
-    directions = video_eraser_directions(scatter)
-    sel_lat = latents(sel, x, owner, static, s_owner)
-    fit_lat = latents(fit, x, owner, static, s_owner) if with_ar else None
-    ar = label[sel] if with_ar else np.full(len(sel), -1)
-    data = selection_data(sel_lat, label[sel], ar, fit_lat, label[fit])
-    return select_rank(directions, data, selection="test", grid=rank_grid(10)), directions
+    folds = folds_of(x, owner, static, s_owner, label, 160, 4, with_ar)
+    final = video_eraser_directions(
+        nuisance_scatter(x, owner, static, s_owner, np.arange(160), label)
+    )
+    return select_rank(folds, final, selection="test", grid=rank_grid(10)), final
 
 
 def test_the_rank_removes_what_identifies_a_video_and_keeps_the_task() -> None:
@@ -70,12 +105,41 @@ def test_the_rank_removes_what_identifies_a_video_and_keeps_the_task() -> None:
     assert curve[2]["reid"] < 0.3
     assert all(row["ar_clip_top1"] == 1.0 for row in curve.values())
     assert 2 <= choice.rank and curve[choice.rank]["reid"] <= curve[2]["reid"]
-    assert "re-identification" in choice.rule and choice.selection_videos == 40
+    assert "re-identification" in choice.rule and choice.selection_videos == 160  # every video
+
+
+def test_fold_curves_are_pooled_by_what_each_fold_counted() -> None:
+    x, owner, static, s_owner, label = corpus(videos=90)
+    folds = folds_of(x, owner, static, s_owner, label, 90, 3)[:2]
+    small = replace(folds[1], data=replace_rows(folds[1].data, 10))  # 10 of its 30 videos
+    erasers = [(f.video_of(None, 0), 0) for f in (folds[0], small)]
+    pooled = score_folds([folds[0], small], erasers, [0, 2], "video")
+    alone = [
+        score_ranks(d, f.data, [0, 2], "video")
+        for (d, _), f in zip(erasers, (folds[0], small), strict=True)
+    ]
+    for i in range(2):
+        for name, weights in (("reid_clips", (30, 10)), ("ar_clip_top1", (120, 40))):
+            values = [a[i][name] for a in alone]
+            expected = (values[0] * weights[0] + values[1] * weights[1]) / sum(weights)
+            assert abs(pooled[i][name] - expected) < 1e-12
+
+
+def replace_rows(data, n):
+    """Selection data cut to its first ``n`` videos (clips of AR: 4 per video)."""
+    clips, codes, labels = data.ar_sel
+    keep = codes < n
+    return replace(
+        data,
+        static_pairs=tuple(a[:n] for a in data.static_pairs),
+        clip_pairs=tuple(a[:n] for a in data.clip_pairs),
+        ar_sel=(clips[keep], codes[keep], labels[:n]),
+    )
 
 
 def test_without_ar_labels_the_rank_follows_the_variance_ratio() -> None:
     choice, directions = choose(with_ar=False)
-    assert "ar_top1" not in choice.curve[0]
+    assert choice.curve == []  # nothing to guard a curve with: none is scored
     assert choice.rank == int((directions.ratio >= 1).sum()) and "ratio" in choice.rule
 
 
@@ -106,25 +170,11 @@ def two_stream_corpus(videos: int = 150, clips: int = 4, seed: int = 0):
 
 def test_two_stages_remove_the_static_span_then_the_video_style_and_keep_the_action() -> None:
     x, owner, static, s_owner, label = two_stream_corpus()
-    fit, sel = np.arange(110), np.arange(110, 150)
-    static_dirs = static_clip_directions(static, s_owner, fit)
+    static_dirs = static_clip_directions(static, s_owner, np.arange(150))
     assert spanned_rank(static_dirs) == 6  # a static clip never moves the motion dims
     assert np.abs(static_dirs.basis[6:, :6]).max() < 1e-9
-
-    def video_of(first, rank):
-        erased = (Erased(x, first, rank), Erased(static, first, rank))
-        return video_eraser_directions(
-            nuisance_scatter(erased[0], owner, erased[1], s_owner, fit, label[fit])
-        )
-
-    data = selection_data(
-        latents(sel, x, owner, static, s_owner),
-        label[sel],
-        label[sel],
-        latents(fit, x, owner, static, s_owner),
-        label[fit],
-    )
-    directions, choice = select_two_stage(static_dirs, video_of, data, selection="t", dim=10)
+    folds = folds_of(x, owner, static, s_owner, label, 150, 5)
+    choice = select_two_stage(folds, static_dirs, selection="t", dim=10)
     assert choice.static_rank == 6 and choice.rank >= 7
     rows = {(r["stage"], r["rank"]): r for r in choice.curve}
     assert rows[("static clips", 0)]["reid_static"] > 0.9
@@ -133,7 +183,13 @@ def test_two_stages_remove_the_static_span_then_the_video_style_and_keep_the_act
         rows[("video", choice.rank)]["ar_clip_top1"]
         >= rows[("static clips", 0)]["ar_clip_top1"] - 0.01
     )
-    erased = directions.apply(x, choice.rank)
+    first = static_dirs  # the final eraser: both stages fitted on every video
+    second = video_eraser_directions(
+        nuisance_scatter(
+            Erased(x, first, 6), owner, Erased(static, first, 6), s_owner, np.arange(150), label
+        )
+    )
+    erased = compose(first, 6, second).apply(x, choice.rank)
     # the appearance of every clip is gone: one value per appearance dim, whatever the video
     assert erased[:, :6].std(0).max() < 0.02 * x[:, :6].std(0).min()
 
