@@ -324,6 +324,16 @@ def _labels_by_group(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return first
 
 
+@dataclass(frozen=True, kw_only=True)
+class Leakage:
+    """What the attackers scored on the test split: the labels, each attacker's
+    probabilities, and which test rows (or, grouped, which groups) the scored rows are."""
+
+    labels: np.ndarray  # [N]
+    proba: dict[str, np.ndarray]  # attacker -> [N, K]
+    rows: np.ndarray  # [N] positions in the test input (or the group ids, sorted)
+
+
 def attack(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -346,8 +356,10 @@ def attack(
     dict
         ``{"chance": float, "chance_cmap": float, "num_train": int, "num_test": int,
         "attackers": {name: {"accuracy", "macro_f1", "cmap", "chance_cmap"}},
-        "strongest": name}``. ``chance`` is the majority-class rate of the (scored) test labels;
-        ``strongest`` is the attacker with the highest cMAP above chance (first on ties).
+        "strongest": name, "scored": Leakage}``. ``chance`` is the majority-class rate of the
+        (scored) test labels; ``strongest`` is the attacker with the highest cMAP above chance
+        (first on ties); ``scored`` keeps what each attacker scored, for bootstrap intervals
+        (not JSON: the report drops it).
     """
     train_x, test_x = np.asarray(train_x), np.asarray(test_x)
     train_y, test_y = np.asarray(train_y).ravel(), np.asarray(test_y).ravel()
@@ -365,12 +377,14 @@ def attack(
     y_scored = test_y if groups_test is None else _labels_by_group(test_y, groups_test)
     chance_map = metrics.chance_cmap(y_scored)
     results: dict[str, dict[str, float]] = {}
+    probas: dict[str, np.ndarray] = {}
     for spec in specs:
         fitted = spec.fit(train_x, train_y, num_classes, seed, groups=groups_train)
         proba = spec.predict_proba(fitted, test_x)
         if groups_test is not None:
             _, proba = mean_by_group(proba, groups_test)
         pred = proba.argmax(axis=1)
+        probas[spec.name] = proba
         results[spec.name] = {
             "accuracy": metrics.accuracy(y_scored, pred),
             "macro_f1": metrics.macro_f1(y_scored, pred),
@@ -386,4 +400,9 @@ def attack(
         "num_test": int(y_scored.size),
         "attackers": results,
         "strongest": strongest,
+        "scored": Leakage(
+            labels=y_scored,
+            proba=probas,
+            rows=np.flatnonzero(keep_te) if groups_test is None else np.unique(groups_test),
+        ),
     }

@@ -80,8 +80,8 @@ def run_probe(
 ) -> dict[str, Any]:
     """Train the attackers on the store's training videos and score them on its test videos.
 
-    Returns :func:`~.attackers.attack`'s result plus ``num_train_videos``,
-    ``num_test_videos`` and ``scored_per``. Raises :class:`Skipped` when the store has no
+    Returns :func:`~.attackers.attack`'s result plus ``scored_ids`` (the video id of each
+    scored row), ``num_train_videos``, ``num_test_videos`` and ``scored_per``. Raises :class:`Skipped` when the store has no
     labelled test videos or fewer than two attribute values among its training videos.
     """
     column = attribute_column(probe.attribute)
@@ -111,7 +111,10 @@ def run_probe(
         seed=seed,
         groups_train=owner_train,
     )
+    video_id = dict(zip(test["row"].tolist(), test["id"].tolist(), strict=True))
+    scored_rows = owner_test[result["scored"].rows]
     result.update(
+        scored_ids=np.asarray([video_id[int(r)] for r in scored_rows], dtype=object),
         num_train_videos=len(train),
         num_test_videos=len(test),
         scored_per="static clip" if probe.source == "static" else "clip",

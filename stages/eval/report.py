@@ -28,10 +28,15 @@ The report dict::
           "strongest": "<attacker>",                 # highest cMAP above chance
           "reference": {"chance", "chance_cmap", "attackers", "strongest"} | None,
           "reduction": float | None,                 # leakage_reduction of strongest cMAPs
+          "leakage_ci95": [lo, hi] | None,           # bootstrap over test videos: the
+          "reference_leakage_ci95": [lo, hi] | None, #   strongest cMAP above chance and,
+          "reduction_ci95": [lo, hi] | None,         #   paired, the reduction
+          "paired_videos": int, "undefined_draws": int,
         },
       },
       "headline": {                                  # the line the summary leads with
-        "worst": {"key", "attribute", "source", "reduction", "strongest"} | None,
+        "worst": {"key", "attribute", "source", "reduction", "reduction_ci95",
+                  "strongest"} | None,
         "temporal": [{same keys}, ...],              # attributes read from clips only (gait)
       },
       "utility": {                                   # figures: the mean over utility seeds
@@ -139,6 +144,7 @@ def headline(privacy: Mapping[str, Any]) -> dict[str, Any]:
             "attribute": e.get("attribute", key.split("@")[0]),
             "source": e.get("source"),
             "reduction": e.get("reduction"),
+            "reduction_ci95": e.get("reduction_ci95"),
             "strongest": e.get("strongest"),
         }
 
@@ -163,13 +169,14 @@ def headline_lines(report: Mapping[str, Any]) -> list[str]:
     where = {"static": "static clips", "clips": "ordinary clips"}
     lines = [
         f"worst attribute: {worst['attribute']} on {where.get(worst['source'], worst['source'])}"
-        f", leakage reduced {_ratio(worst['reduction'])} (strongest attacker "
-        f"{worst['strongest']})"
+        f", leakage reduced {_ratio(worst['reduction'])}{_ratio_ci(worst.get('reduction_ci95'))}"
+        f" (strongest attacker {worst['strongest']})"
     ]
     for t in head.get("temporal") or []:
         lines.append(
             f"temporal attribute: {t['attribute']} on ordinary clips, leakage reduced "
-            f"{_ratio(t['reduction'])} (strongest attacker {t['strongest']})"
+            f"{_ratio(t['reduction'])}{_ratio_ci(t.get('reduction_ci95'))} (strongest "
+            f"attacker {t['strongest']})"
         )
     return lines
 
@@ -208,6 +215,19 @@ def _pct(x: Any, signed: bool = False) -> str:
 def _ratio(x: Any) -> str:
     v = _num(x)
     return f"{100 * v:.0f}%" if math.isfinite(v) else "–"
+
+
+def _ratio_ci(ci: Any) -> str:
+    """`` [lo, hi]`` of a reduction's bootstrap interval; empty without one."""
+    if not ci:
+        return ""
+    return f" [{100 * ci[0]:+.0f}%, {100 * ci[1]:+.0f}%]"
+
+
+def _pct_ci(ci: Any) -> str:
+    if not ci:
+        return ""
+    return f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
 def _store_names(report: Mapping[str, Any]) -> tuple[str, str]:
@@ -269,19 +289,27 @@ def _privacy_md(report: Mapping[str, Any], name: str, ref_name: str) -> list[str
             rows.append(row)
     out += _md_table(header, rows)
 
-    out += ["### Strongest attacker per attribute", ""]
+    out += [
+        "### Strongest attacker per attribute",
+        "",
+        "In brackets, 95% bootstrap intervals over test videos (a video's clips drawn "
+        "together); the reduction's draws take the same videos from both stores.",
+        "",
+    ]
     header = ["attribute", f"{name} strongest", f"{name} cMAP above chance"]
     if has_ref:
         header += [f"{ref_name} strongest", f"{ref_name} cMAP above chance", "leakage reduction"]
     rows = []
     for attr, e in privacy.items():
-        row = [attr, str(e.get("strongest")), _pct(strongest_leakage(e), signed=True)]
+        leak = _pct(strongest_leakage(e), signed=True) + _pct_ci(e.get("leakage_ci95"))
+        row = [attr, str(e.get("strongest")), leak]
         if has_ref:
             ref = e.get("reference")
             row += [
                 str((ref or {}).get("strongest", "–")),
-                _pct(strongest_leakage(ref), signed=True),
-                _ratio(e.get("reduction")),
+                _pct(strongest_leakage(ref), signed=True)
+                + _pct_ci(e.get("reference_leakage_ci95")),
+                _ratio(e.get("reduction")) + _ratio_ci(e.get("reduction_ci95")),
             ]
         rows.append(row)
     return out + _md_table(header, rows)

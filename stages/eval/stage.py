@@ -181,6 +181,13 @@ def _assemble(
             if mine is None:
                 continue
             entry = privacy_entry(p.source, mine, ref, values=list(p.values))
+            entry.update(
+                spread.leakage_intervals(
+                    (mine["scored"], mine["scored_ids"], mine["strongest"]),
+                    (ref["scored"], ref["scored_ids"], ref["strongest"]) if ref else None,
+                    seed=config.seed,
+                )
+            )
             entry["attribute"] = p.attribute
             entry.update({k: mine[k] for k in _PRIVACY_EXTRA})
             section[p.key] = entry

@@ -1,16 +1,19 @@
-"""Seed spread and bootstrap intervals of utility figures: the interval is of the figure the
-report gives, the paired change sees the same videos on both sides, and more test videos
-narrow it."""
+"""Seed spread and bootstrap intervals of utility and privacy figures: the interval is of
+the figure the report gives, the paired change sees the same videos on both sides, and more
+test videos narrow it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from aamflow.stages.eval import metrics
+from aamflow.stages.eval.attackers import Leakage
 from aamflow.stages.eval.spread import (
     Scored,
     ad_scorer,
     ar_scorer,
+    leakage_intervals,
     match_video,
     summarize,
     tad_scorer,
@@ -87,3 +90,45 @@ def test_the_bootstrap_tad_score_of_all_videos_is_the_reported_map() -> None:
     gts = [(k, *g) for k, (_, gt) in enumerate(videos) for g in gt]
     matched = [match_video(d, g) for d, g in videos]
     assert tad_scorer(matched) == pytest.approx(metrics.tad_map(preds, gts)["avg"])
+
+
+def leakage(videos: int, clips: int, signal: float, seed: int = 0):
+    """Attacker scores for a binary attribute, one label per video: ``signal`` is how far
+    the attacker's probability leans towards the truth."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(videos) % 2
+    ids = np.repeat(np.array([f"v{i}" for i in range(videos)], dtype=object), clips)
+    y = np.repeat(label, clips)
+    p1 = np.clip(0.5 + signal * (2 * y - 1) + 0.3 * rng.standard_normal(len(y)), 0, 1)
+    scored = Leakage(labels=y, proba={"linear": np.stack([1 - p1, p1], 1)}, rows=np.arange(len(y)))
+    return scored, ids, "linear"
+
+
+def test_an_unchanged_store_has_a_reduction_of_exactly_zero_in_every_draw() -> None:
+    raw = leakage(40, 5, 0.2)
+    out = leakage_intervals(raw, raw, seed=0)
+    assert out["reduction_ci95"] == [0.0, 0.0] and out["paired_videos"] == 40
+    lo, hi = out["leakage_ci95"]
+    assert lo < metrics.cmap(raw[0].labels, raw[0].proba["linear"]) - 0.5 < hi
+
+
+def test_a_blind_store_reduces_leakage_by_about_all_of_it() -> None:
+    raw, anon = leakage(40, 5, 0.3), leakage(40, 5, 0.0, seed=1)
+    out = leakage_intervals(anon, raw, seed=0)
+    lo, hi = out["reduction_ci95"]
+    assert 0.8 < lo < 1.0 < hi < 1.2  # chance-level scores: a reduction near 100%
+    assert out["leakage_ci95"][0] < 0 < out["leakage_ci95"][1]
+
+
+def test_fewer_test_videos_give_a_wider_reduction_interval() -> None:
+    def width(videos: int) -> float:
+        out = leakage_intervals(leakage(videos, 4, 0.05, 1), leakage(videos, 4, 0.15), seed=0)
+        return out["reduction_ci95"][1] - out["reduction_ci95"][0]
+
+    assert width(20) > width(200)
+
+
+def test_videos_only_one_store_scored_are_left_out() -> None:
+    raw = leakage(30, 3, 0.2)
+    anon = leakage(20, 3, 0.2)  # v0..v19: a subset
+    assert leakage_intervals(anon, raw, seed=0)["paired_videos"] == 20

@@ -88,9 +88,12 @@ def test_report_files_and_contents(full_report, stores):
     assert report["stores"]["store"]["uuid"] == report["stores"]["reference"]["uuid"]
     seeds = report["seeds"]
     assert seeds["attack"] == seeds["bias"] == 0 and seeds["utility"] == [0, 1]
-    # a store compared with itself: same figures, no leakage removed
+    # a store compared with itself: same figures, no leakage removed, in every draw
     for entry in report["privacy"].values():
         assert entry["reduction"] == pytest.approx(0.0)
+        assert entry["reduction_ci95"] == [0.0, 0.0]
+        assert entry["leakage_ci95"] == entry["reference_leakage_ci95"]
+        assert entry["paired_videos"] == entry["num_test_videos"]
     utility = report["utility"]
     assert set(utility) == {"ar", "tad", "ad"}
     assert utility["ar"]["top1"] == utility["ar"]["reference"]["top1"]
