@@ -274,7 +274,13 @@ MAX_AAM_PARAMS = 1 << 28  # 1 GiB of float32 weights: far beyond any adapter of 
 
 
 def build_aam(
-    arch: str, dim: int, *, erase_rank: int = 0, eraser: str = "static", **hparams: Any
+    arch: str,
+    dim: int,
+    *,
+    erase_rank: int = 0,
+    eraser: str = "static",
+    pin_output: bool = False,
+    **hparams: Any,
 ) -> nn.Module:
     """Build an AAM by registered name.
 
@@ -290,6 +296,9 @@ def build_aam(
     eraser
         Its kind: ``video`` (erases the input) or ``static`` (erases the output; the
         default, so that checkpoints written before the kind was recorded rebuild as before).
+    pin_output
+        With a ``video`` eraser, erase the AAM's output too, so it stays on the kept
+        subspace (``ErasedAAM``); off by default, as checkpoints written before it were.
     **hparams
         Architecture hyperparameters; unknown names raise ``ConfigError``.
 
@@ -334,7 +343,7 @@ def build_aam(
         )
     module = factory(dim, **hparams)
     if erase_rank:
-        module = ErasedAAM(module, erase_rank, eraser)
+        module = ErasedAAM(module, erase_rank, eraser, pin_output=bool(pin_output))
     return module
 
 

@@ -87,32 +87,46 @@ StaticEraser = LinearEraser  # the name checkpoints of the static recipe were bu
 class ErasedAAM(nn.Module):
     """An AAM composed with a :class:`LinearEraser`; exposes the AAM protocol.
 
-    ``kind="video"`` erases the input (``aam(eraser(x))``), ``kind="static"`` the output
-    (``eraser(aam(x))``). :meth:`target` is what latent consistency compares the output to:
-    the erased input for ``video`` (the AAM must not be rewarded for restoring what the
-    eraser removed), the raw input for ``static``.
+    ``kind="video"`` erases the input (``aam(eraser(x))``) and, with ``pin_output``, the
+    output too (``eraser(aam(eraser(x)))``), ``kind="static"`` the output
+    (``eraser(aam(x))``). Pinning keeps every output exactly on the kept subspace: the AAM
+    cannot write anything into an erased direction, so the store holds no more there than
+    the eraser's mean, and a head standardising an erased coordinate never divides a moving
+    value by its rounding-level std (opennsfw: the TAD head's loss reached 5e3 unpinned).
+    :meth:`target` is what latent consistency compares the output to: the erased input for
+    ``video`` (the AAM must not be rewarded for restoring what the eraser removed), the raw
+    input for ``static``.
     """
 
-    def __init__(self, inner: nn.Module, rank: int, kind: str = "static") -> None:
+    def __init__(
+        self, inner: nn.Module, rank: int, kind: str = "static", pin_output: bool = False
+    ) -> None:
         super().__init__()
         if kind not in ERASERS[1:]:
             raise ValueError(f"eraser kind {kind!r}; valid: {', '.join(ERASERS[1:])}")
         self.inner = inner
         self.eraser = LinearEraser(inner.dim, rank)
         self.kind = kind
+        self.pin_output = pin_output and kind == "video"
         self.arch = inner.arch
         self.dim = inner.dim
         self.hparams: dict[str, Any] = {**inner.hparams, "erase_rank": rank, "eraser": kind}
+        if (
+            self.pin_output
+        ):  # absent from checkpoints written before pinning: they rebuild as before
+            self.hparams["pin_output"] = True
         self.batch_dependent = inner.batch_dependent
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kind == "video":
-            return self.inner(self.eraser(x))
+            y = self.inner(self.eraser(x))
+            return self.eraser(y) if self.pin_output else y
         return self.eraser(self.inner(x))
 
     def forward_per_clip(self, x: Tensor) -> Tensor:
         if self.kind == "video":
-            return self.inner.forward_per_clip(self.eraser(x))
+            y = self.inner.forward_per_clip(self.eraser(x))
+            return self.eraser(y) if self.pin_output else y
         return self.eraser(self.inner.forward_per_clip(x))
 
     def target(self, x: Tensor) -> Tensor:

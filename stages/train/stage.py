@@ -220,7 +220,10 @@ def build_heads(tasks: tuple[str, ...], dim: int, num_classes: int) -> dict[str,
 
 def eraser_hparams(config: TrainConfig, rank: int) -> dict[str, Any]:
     """``build_aam``'s eraser keywords for a run whose eraser has ``rank`` directions."""
-    return {"erase_rank": rank, "eraser": config.eraser} if rank else {}
+    if not rank:
+        return {}
+    pin = {"pin_output": True} if config.eraser == "video" else {}  # outputs stay erased
+    return {"erase_rank": rank, "eraser": config.eraser, **pin}
 
 
 def build_model(

@@ -175,6 +175,27 @@ def test_a_video_eraser_is_exact_and_rebuilds_from_the_adapter_hparams() -> None
     assert torch.allclose(twice, aam.eraser(x), atol=1e-4)
 
 
+def test_a_pinned_video_eraser_keeps_the_trained_adapters_output_on_the_kept_subspace() -> None:
+    d = entangled()
+    pinned = build_aam("residual_mlp", 10, erase_rank=2, eraser="video", pin_output=True)
+    assert pinned.hparams["pin_output"] is True
+    functionals = _fit(d).eraser(2)
+    pinned.eraser.set(*functionals)
+    with torch.no_grad():  # a trained adapter: any weights, the output may drift anywhere
+        for p in pinned.inner.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.from_numpy(d["clips"])
+    basis = pinned.eraser.basis  # the removed functionals W: (y - m) W is what was erased
+    coords = lambda y: (y - pinned.eraser.mean) @ basis  # noqa: E731
+    assert coords(pinned(x)).abs().max() < 1e-4  # erased coordinates: exactly the mean's
+    loose = build_aam("residual_mlp", 10, erase_rank=2, eraser="video")  # as saved before
+    loose.load_state_dict(pinned.state_dict())
+    assert "pin_output" not in loose.hparams and coords(loose(x)).abs().max() > 1e-2
+    again = build_aam(pinned.arch, pinned.dim, **pinned.hparams)
+    again.load_state_dict(pinned.state_dict())
+    assert torch.equal(apply_aam(pinned, x, 64), apply_aam(again, x, 1000))
+
+
 def test_checkpoints_of_the_static_recipe_still_load() -> None:
     """They were saved before ``eraser.span`` existed: their eraser is orthogonal."""
     static, owner = planted()
