@@ -15,10 +15,12 @@ Objective per step (``stages.models.losses``)::
   below (padded TAD timesteps excluded). Static clips are included on purpose: without
   them the AAM could move static inputs arbitrarily far to win L_B.
 - **Eraser** (``stages.models.eraser``), fitted before the first epoch with no private
-  label. ``eraser="video"`` (the default), removed *before* the AAM in two stages: the
+  label. ``eraser="video"`` (the default), removed *before* the AAM (and again after it,
+  ``pin_output``, so no output leaves the kept subspace) in two stages: the
   principal axes of the training videos' static clips, then, on what is left, the
   directions in which videos differ more than a video's clips vary and the seen classes
-  differ; both ranks are chosen from held-out training videos (``stages.train.rank``)
+  differ; both ranks are chosen by cross-fitting over the training videos
+  (``stages.train.rank``)
   unless ``erase_rank`` is given (the second stage alone), and recorded with their curve
   in ``eraser.json``. ``eraser="static"`` (recipe
   ``static-eraser``): the top ``erase_rank`` principal axes of the L_B videos' per-video
